@@ -1,0 +1,7 @@
+"""python -m charrnn: see charrnn.cli."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
