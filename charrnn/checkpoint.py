@@ -21,7 +21,7 @@ from safetensors.torch import save as save_bytes
 from . import __version__
 from .config import ModelConfig, TrainConfig, from_dict
 from .corpus import Vocab
-from .limits import LIMITS
+from .limits import LIMITS, why
 from .model import CharRNN
 
 SCHEMA = "charrnn/1"
@@ -127,24 +127,27 @@ def _json_field(meta: dict, key: str):
         ) from None
 
 
+def _looks_like_pickle(data: bytes) -> bool:
+    # torch.save writes a zip archive (PK..) or, in the legacy format, a bare pickle (0x80 N)
+    return data[:4] == b"PK\x03\x04" or (data[:1] == b"\x80" and data[1:2] in b"\x02\x03\x04\x05")
+
+
 def _parse(data: bytes, name: str):
     """Bytes -> (tensors, metadata), refusing anything that is not a safetensors file."""
-    if data[:1] == b"\x80" or data[:2] == b"PK":
-        raise CheckpointError(
-            f"{name} is a PyTorch pickle (.pt/.pth), not a .safetensors checkpoint. Pickles can "
-            "run code when loaded, so they are never opened here: export it with safetensors."
-        )
     try:
         tensors = load_bytes(data)
+        meta = _read_metadata(data)  # load_bytes returns the tensors only
     except (SafetensorError, ValueError, RuntimeError, OverflowError) as e:
+        if _looks_like_pickle(data):
+            raise CheckpointError(
+                f"{name} is a PyTorch pickle (.pt/.pth), not a .safetensors checkpoint. Pickles "
+                "can run code when loaded, so they are never opened here: re-save the weights "
+                "with safetensors (python -m charrnn train writes that format)."
+            ) from None
         raise CheckpointError(
             f"{name} is not a valid .safetensors file ({str(e)[:120]}); it may be truncated or "
             "not a checkpoint at all"
         ) from None
-    try:
-        meta = _read_metadata(data)  # load_bytes returns the tensors only
-    except ValueError as e:
-        raise CheckpointError(f"{name} has an unreadable header ({e})") from None
     return tensors, meta
 
 
@@ -182,7 +185,7 @@ def from_bytes(data: bytes, name: str = "checkpoint") -> Checkpoint:
     if len(data) > LIMITS.max_upload_mb * 2**20:
         raise CheckpointError(
             f"{name} is {len(data) / 2**20:.1f} MiB, over the "
-            f"{LIMITS.max_upload_mb} MiB limit for checkpoints"
+            f"{LIMITS.max_upload_mb} MiB limit for checkpoints, because {why('max_upload_mb')}"
         )
     if len(data) < 8:
         raise CheckpointError(f"{name} is only {len(data)} bytes: not a checkpoint")
@@ -228,6 +231,6 @@ def load(path) -> Checkpoint:
     if size > LIMITS.max_upload_mb * 2**20:
         raise CheckpointError(
             f"{path} is {size / 2**20:.1f} MiB, over the "
-            f"{LIMITS.max_upload_mb} MiB limit for checkpoints"
+            f"{LIMITS.max_upload_mb} MiB limit for checkpoints, because {why('max_upload_mb')}"
         )
     return from_bytes(path.read_bytes(), path.name)

@@ -102,14 +102,25 @@ def cmd_train(args) -> None:
     from .jobs import TrainingJob
 
     model_config, train_config = _config_from(args, ModelConfig), _config_from(args, TrainConfig)
-    bar = tqdm(total=1, unit="B", unit_scale=True, desc="download", disable=args.quiet, leave=False)
+    bars = []  # the download bar appears only if a download really happens
 
     def progress(done, total):
-        bar.total = total
-        bar.update(done - bar.n)
+        if not bars:
+            bars.append(
+                tqdm(
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc="download",
+                    disable=args.quiet,
+                    leave=False,
+                )
+            )
+        bars[0].update(done - bars[0].n)
 
     corpus = load_corpus(args.corpus, progress=progress, encoding=args.encoding)
-    bar.close()
+    for bar in bars:
+        bar.close()
     command = "python -m charrnn " + " ".join(sys.argv[1:])
     job = TrainingJob(
         corpus,
@@ -266,7 +277,9 @@ def main(argv=None) -> int:
         return 130
     except Exception as e:  # a bug, not bad input: still one line, the traceback behind -v
         logging.getLogger(__name__).debug("traceback", exc_info=True)
-        print(f"error: unexpected {type(e).__name__}: {e} (rerun with -v for details)",
-              file=sys.stderr)
+        print(
+            f"error: unexpected {type(e).__name__}: {e} (rerun with -v for details)",
+            file=sys.stderr,
+        )
         return 1
     return 0
