@@ -7,7 +7,7 @@ with the allowed range whatever front end it came through.
 
 from dataclasses import asdict, dataclass, fields
 
-from .limits import LIMITS, check_range
+from .limits import LIMITS, check_range, why
 
 CELLS = ("rnn", "gru", "lstm")
 BACKENDS = ("torch", "scratch")
@@ -49,10 +49,10 @@ class ModelConfig:
     def __post_init__(self):
         _check_choice("cell", self.cell, CELLS)
         _check_choice("backend", self.backend, BACKENDS)
-        check_range("vocab_size", self.vocab_size, 2, LIMITS.max_vocab)
-        check_range("hidden_size", self.hidden_size, 1, LIMITS.max_hidden)
-        check_range("num_layers", self.num_layers, 1, LIMITS.max_layers)
-        check_range("embed_size", self.embed_size, 1, LIMITS.max_embed)
+        check_range("vocab_size", self.vocab_size, 2, LIMITS.max_vocab, limit="max_vocab")
+        check_range("hidden_size", self.hidden_size, 1, LIMITS.max_hidden, limit="max_hidden")
+        check_range("num_layers", self.num_layers, 1, LIMITS.max_layers, limit="max_layers")
+        check_range("embed_size", self.embed_size, 1, LIMITS.max_embed, limit="max_embed")
         check_range("dropout", self.dropout, 0.0, 0.9)
 
     def to_dict(self) -> dict:
@@ -91,9 +91,9 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where fast) | fp32 | bf16 autocast for matmuls
 
     def __post_init__(self):
-        check_range("steps", self.steps, 1, LIMITS.max_steps)
-        check_range("batch_size", self.batch_size, 1, LIMITS.max_batch)
-        check_range("seq_len", self.seq_len, 1, LIMITS.max_seq_len)
+        check_range("steps", self.steps, 1, LIMITS.max_steps, limit="max_steps")
+        check_range("batch_size", self.batch_size, 1, LIMITS.max_batch, limit="max_batch")
+        check_range("seq_len", self.seq_len, 1, LIMITS.max_seq_len, limit="max_seq_len")
         check_range("lr", self.lr, 1e-6, 1.0)
         _check_choice("schedule", self.schedule, SCHEDULES)
         check_range("warmup_steps", self.warmup_steps, 0, LIMITS.max_steps)
@@ -105,7 +105,9 @@ class TrainConfig:
         check_range("eval_every", self.eval_every, 0, LIMITS.max_steps)
         check_range("eval_chars", self.eval_chars, 1, 10_000_000)
         check_range("sample_every", self.sample_every, 0, LIMITS.max_steps)
-        check_range("sample_length", self.sample_length, 1, LIMITS.max_generate)
+        check_range(
+            "sample_length", self.sample_length, 1, LIMITS.max_generate, limit="max_generate"
+        )
         check_range("checkpoint_every", self.checkpoint_every, 0, LIMITS.max_steps)
         check_range("seed", self.seed, 0, 2**63 - 1)
         _check_choice("device", self.device, DEVICES)
@@ -133,5 +135,6 @@ def check_fits(model: ModelConfig, train: TrainConfig) -> None:
     if mb > LIMITS.max_model_mb:
         raise ValueError(
             f"this model needs about {mb:,.0f} MiB to train, over the {LIMITS.max_model_mb:,} "
-            "MiB limit: lower the hidden size, layers, batch size or sequence length"
+            f"MiB limit, because {why('max_model_mb')}: lower the hidden size, layers, batch "
+            "size or sequence length"
         )

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 
 from .corpus import CorpusError, Vocab
-from .limits import LIMITS, check_range
+from .limits import LIMITS, check_range, why
 from .model import CharRNN
 
 
@@ -23,10 +23,11 @@ def check_sampling_args(
         raise CorpusError("the prime text is empty: give at least one character to start from")
     if len(prime) > LIMITS.max_prime:
         raise CorpusError(
-            f"the prime is {len(prime):,} characters; the limit is {LIMITS.max_prime:,}: shorten it"
+            f"the prime is {len(prime):,} characters; the limit is {LIMITS.max_prime:,} because "
+            f"{why('max_prime')}: shorten it"
         )
     vocab.encode(prime)  # raises a CorpusError naming unknown characters
-    check_range("length", length, 0, LIMITS.max_generate)
+    check_range("length", length, 0, LIMITS.max_generate, limit="max_generate")
     check_range("temperature", temperature, 0.0, 100.0, "Use 0 for greedy decoding.")
     if top_k is not None:
         check_range("top_k", top_k, 1, len(vocab))

@@ -12,7 +12,7 @@ import torch
 
 from .cells import TRACE_NAMES
 from .corpus import CorpusError, Vocab
-from .limits import LIMITS
+from .limits import LIMITS, why
 from .model import CharRNN, make_recurrent
 
 
@@ -58,7 +58,7 @@ def trace(model: CharRNN, vocab: Vocab, text: str) -> Trace:
     if len(text) > LIMITS.max_trace_chars:
         raise CorpusError(
             f"the text is {len(text):,} characters; traces are limited to "
-            f"{LIMITS.max_trace_chars:,}: shorten it"
+            f"{LIMITS.max_trace_chars:,} because {why('max_trace_chars')}: shorten it"
         )
     idx = vocab.encode(text)[None].to(model.device)  # (1, T)
 
