@@ -203,9 +203,16 @@ class Trainer:
         return metrics
 
     # --- evaluation and samples -----------------------------------------------------------
-    def evaluate(self) -> float:
-        """Validation loss in nats per char; recorded on the latest history row."""
-        val = evaluate_loss(self.model, self.val_ids, self.train_config.eval_chars, self.bf16)
+    def evaluate(self, final: bool = False) -> float:
+        """Validation loss in nats per char; recorded on the latest history row.
+
+        During training it reads the first `eval_chars` of the split with the run's arithmetic;
+        the final evaluation reads the whole split in fp32, the figure a checkpoint records and
+        that `python -m charrnn eval` reproduces."""
+        if final:
+            val = evaluate_loss(self.model, self.val_ids)
+        else:
+            val = evaluate_loss(self.model, self.val_ids, self.train_config.eval_chars, self.bf16)
         if self.history:
             self.history[-1].val_loss = val
             self._fire("on_eval", self.history[-1])
@@ -248,8 +255,8 @@ class Trainer:
                 self.sample()
             if on_checkpoint and self.due(tc.checkpoint_every) and self.step < tc.steps:
                 on_checkpoint(self)
-        if self.history and self.history[-1].val_loss is None:
-            self.evaluate()
+        if self.history:
+            self.evaluate(final=True)
         return self.history[-1] if self.history else None
 
     def final_val_loss(self) -> float | None:
