@@ -1,0 +1,158 @@
+"""Runs: this session's training runs side by side; download, upload and delete checkpoints."""
+
+import math
+from pathlib import Path
+
+import streamlit as st
+
+from charrnn import checkpoint
+from charrnn.checkpoint import CheckpointError
+from charrnn.figures import LN2, loss_figure
+from charrnn.jobs import ACTIVE, JobSnapshot
+from charrnn.limits import LIMITS
+from ui import common, state
+
+common.header(
+    "Runs",
+    "Every run this session started, with its final validation score. Bits per character "
+    "compare across corpora of any alphabet; perplexity is the number of characters the model "
+    "is, on average, as unsure between as a fair die. Download a checkpoint to keep it, or "
+    "upload one to sample from it here.",
+)
+
+
+def row(s: JobSnapshot) -> dict:
+    m = s.model_config
+    val = s.val_loss
+    return {
+        "run": s.name,
+        "cell": m.cell.upper() + (" (scratch)" if m.backend == "scratch" else ""),
+        "layers": m.num_layers,
+        "hidden": m.hidden_size,
+        "parameters": s.num_params,
+        "steps": f"{s.step:,}/{s.total_steps:,}",
+        "val bits/char": round(val / LN2, 3) if val is not None else None,
+        "perplexity": round(math.exp(min(val, 50)), 2) if val is not None else None,
+        "chars/s": round(s.chars_per_s),
+        "time": common.duration(s.elapsed_s),
+        "status": s.status,
+        "corpus": s.corpus_name,
+    }
+
+
+def table_and_curves(snaps: list[JobSnapshot]) -> None:
+    st.dataframe([row(s) for s in snaps], hide_index=True, key="runs_table")
+    unit = st.session_state.get("runs_unit") or "bpc"
+    runs = [{"name": s.name, "history": s.history} for s in snaps]
+    st.plotly_chart(
+        loss_figure(runs, unit=unit, uirevision="runs"),
+        key="runs_chart",
+        width="stretch",
+        height=380,
+    )
+
+
+def manage(jobs: dict) -> None:
+    """Download or delete one run."""
+    owner = state.owner()
+    chosen = st.selectbox(
+        "Run",
+        list(jobs),
+        format_func=lambda k: jobs[k].name if k in jobs else k,
+        key="runs_pick",
+    )
+    if chosen is None:
+        return
+    snap = jobs[chosen].snapshot(max_points=1)
+    a, b = st.columns(2)
+    path = Path(snap.checkpoint_path) if snap.checkpoint_path else None
+    if path is not None and path.is_file():
+        a.download_button(
+            "Download checkpoint (.safetensors)",
+            data=path.read_bytes(),
+            file_name=f"{snap.name.replace(' ', '_').replace('×', 'x').lower()}.safetensors",
+            mime="application/octet-stream",
+            key="runs_download",
+            on_click="ignore",
+        )
+    else:
+        a.caption("No checkpoint yet: one is written when the run ends or is stopped.")
+    if b.button("Delete this run", key="runs_delete", help="Stops it if needed, removes its file"):
+        with st.spinner("Stopping and deleting..."):
+            state.registry().delete(chosen, owner)
+        st.rerun()
+
+
+def upload() -> None:
+    """Accept a .safetensors checkpoint into this session (kept in memory, never on disk)."""
+    owner = state.owner()
+    file = st.file_uploader(
+        f"Upload a checkpoint (.safetensors, up to {LIMITS.max_upload_mb} MB)",
+        type=["safetensors"],
+        key="runs_upload",
+        max_upload_size=LIMITS.max_upload_mb,
+    )
+    results = st.session_state["runs_upload_results"]  # file id -> (ok, message)
+    if file is not None and file.file_id not in results:
+        try:
+            if file.size > LIMITS.max_upload_mb * 2**20:  # the browser's check can be bypassed
+                raise CheckpointError(f"{file.name} is over {LIMITS.max_upload_mb} MB")
+            ckpt = checkpoint.from_bytes(file.getvalue(), file.name)
+        except CheckpointError as e:
+            results[file.file_id] = (False, f"Refused: {e}")
+        else:
+            state.uploads().add(owner, file.name, ckpt)
+            results[file.file_id] = (True, f"{file.name} loaded: pick it on Sample or Gates.")
+    if file is not None:
+        ok, message = results[file.file_id]
+        (st.success if ok else st.error)(message)
+    items = state.uploads().list(owner)
+    for key, name, ckpt in items:
+        c = ckpt.model_config
+        val = ckpt.final_val_loss()
+        score = f", validation {val / LN2:.3f} bits/char" if val is not None else ""
+        left, right = st.columns([4, 1])
+        left.markdown(
+            f"**{name}**: {c.cell.upper()} {c.num_layers}×{c.hidden_size}, "
+            f"{ckpt.model.num_params():,} parameters{score}"
+        )
+        if right.button("Remove", key=f"runs_remove_{key}"):
+            state.uploads().remove(owner, key)
+            st.rerun()
+
+
+def body() -> None:
+    owner = state.owner()
+    jobs = {j.id: j for j in sorted(state.registry().owned(owner), key=lambda j: j.created)}
+    if not jobs:
+        st.info("No runs yet in this session: start one on the Train page.")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    else:
+        st.segmented_control(
+            "Loss in",
+            ["bpc", "nats"],
+            default="bpc",
+            format_func={"bpc": "bits per char", "nats": "nats per char"}.get,
+            key="runs_unit",
+            required=True,
+            persist_state="session",
+        )
+        running = any(j.status in ACTIVE for j in jobs.values())
+
+        # NOTE: polls once a second only while one of the runs is active (see Train)
+        @st.fragment(run_every=1.0 if running else None)
+        def live() -> None:
+            snaps = [j.snapshot() for j in jobs.values()]
+            table_and_curves(snaps)
+            if running and not any(s.active for s in snaps):
+                st.rerun()
+
+        live()
+        st.subheader("Keep or remove a run")
+        manage(jobs)
+    st.subheader("Uploaded checkpoints")
+    upload()
+    common.show_code(checkpoint.from_bytes)
+
+
+body()

@@ -1,0 +1,164 @@
+"""Sample: make a model write, and see what temperature does to its choices."""
+
+import time
+
+import streamlit as st
+
+from charrnn import sampling
+from charrnn.corpus import CorpusError
+from charrnn.figures import next_char_figure
+from charrnn.limits import LIMITS
+from ui import common, models
+
+COMPARE_TEMPERATURES = (0.3, 0.8, 1.5)
+COMPARE_LENGTH = 200  # characters per column of the side-by-side comparison
+
+common.header(
+    "Sample",
+    "The model reads the prime, then repeatedly turns its scores for the next character into "
+    "probabilities and draws one. Temperature divides the scores first: below 1 the likely "
+    "characters win more often (safe, repetitive), above 1 the odds flatten (inventive, then "
+    "garbled). Greedy always takes the single most likely character.",
+)
+
+
+def controls(vocab_size: int) -> dict:
+    with st.sidebar:
+        st.markdown("**Sampling**")
+        temperature = st.slider(
+            "Temperature",
+            0.1,
+            2.0,
+            0.8,
+            0.05,
+            key="sample_temperature",
+            persist_state="session",
+        )
+        greedy = st.toggle("Greedy (temperature 0)", key="sample_greedy", persist_state="session")
+        top_k = st.number_input(
+            "Top-k (0 = all characters)",
+            0,
+            vocab_size,
+            0,
+            key="sample_top_k",
+            help="keep only the k most likely characters before drawing",
+        )
+        fixed = st.toggle("Fixed seed", True, key="sample_fixed", persist_state="session")
+        seed = st.number_input(
+            "Seed", 0, 2**31 - 1, 42, key="sample_seed", disabled=not fixed, persist_state="session"
+        )
+    prime = st.text_area(
+        "Prime text",
+        "ROMEO:\n",
+        height=80,
+        max_chars=LIMITS.max_prime,
+        key="sample_prime",
+        help="what the model reads before it starts writing",
+        persist_state="session",
+    )
+    length = st.number_input(
+        "Characters to generate",
+        1,
+        LIMITS.max_generate,
+        400,
+        50,
+        key="sample_length",
+        persist_state="session",
+    )
+    return dict(
+        prime=prime,
+        length=int(length),
+        temperature=0.0 if greedy else float(temperature),
+        top_k=int(top_k) or None,
+        seed=int(seed) if fixed else None,
+    )
+
+
+def check(loaded, args: dict) -> bool:
+    """Show what is wrong with the prime or the settings; True when sampling can go ahead."""
+    if not args["prime"]:
+        st.info("Type a prime: at least one character for the model to start from.")
+        return False
+    try:
+        sampling.check_sampling_args(
+            loaded.vocab, args["prime"], args["length"], args["temperature"], args["top_k"]
+        )
+    except (CorpusError, ValueError) as e:
+        st.error(f"Cannot sample: {e}")
+        return False
+    return True
+
+
+def write(loaded, args: dict) -> str:
+    """Stream the sample into the page as it is generated; return the whole text."""
+    box = st.empty()
+    text, shown = args["prime"], time.monotonic()
+    for ch in sampling.stream(loaded.model, loaded.vocab, **args):
+        text += ch
+        if time.monotonic() - shown > 0.05:
+            box.code(text, language=None, wrap_lines=True)
+            shown = time.monotonic()
+    box.code(text, language=None, wrap_lines=True)
+    return text
+
+
+def compare(loaded, args: dict) -> list[tuple[float, str]]:
+    """The same prime and seed at three temperatures."""
+    seed = args["seed"] if args["seed"] is not None else 0
+    length = min(args["length"], COMPARE_LENGTH)
+    return [
+        (
+            t,
+            sampling.generate(
+                loaded.model, loaded.vocab, args["prime"], length, t, args["top_k"], seed
+            ),
+        )
+        for t in COMPARE_TEMPERATURES
+    ]
+
+
+def body() -> None:
+    loaded = models.choose("sample")
+    if loaded is None:
+        return
+    args = controls(len(loaded.vocab))
+    if not check(loaded, args):
+        return
+    key = (st.session_state.get("sample_model"), args["prime"])
+    go = st.button("Generate", type="primary", key="sample_go")
+    result = st.session_state.get("sample_result")
+    if go:
+        text = write(loaded, args)
+        st.session_state["sample_result"] = result = {
+            "key": key,
+            "text": text,
+            "compare": compare(loaded, args),
+            "temperature": args["temperature"],
+        }
+    elif result and result["key"] == key:
+        st.code(result["text"], language=None, wrap_lines=True)
+    else:
+        result = None
+        st.caption("Press Generate to write; the chart below follows the slider as you drag.")
+
+    label = "greedy" if args["temperature"] == 0 else f"temperature {args['temperature']:.2f}"
+    dist = sampling.next_char_distribution(
+        loaded.model, loaded.vocab, args["prime"], args["temperature"], args["top_k"]
+    )
+    st.plotly_chart(
+        next_char_figure(dist, title=f"What comes after the prime? ({label})"),
+        key="sample_next_chart",
+        width="stretch",
+        height=380,
+    )
+    if result:
+        st.markdown(f"**The same prime and seed at {len(COMPARE_TEMPERATURES)} temperatures**")
+        for column, (t, text) in zip(
+            st.columns(len(result["compare"])), result["compare"], strict=True
+        ):
+            column.caption(f"temperature {t}")
+            column.code(text, language=None, wrap_lines=True)
+    common.show_code(sampling.probabilities, sampling.stream)
+
+
+body()

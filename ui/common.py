@@ -1,0 +1,49 @@
+"""The frame every page shares: title and intro, the "Show code" expander, the sidebar's
+device line, and small formatting helpers."""
+
+import inspect
+import math
+import os
+
+import streamlit as st
+import torch
+
+from charrnn import devices
+from ui import state
+
+
+def header(title: str, intro: str) -> None:
+    st.title(title)
+    st.markdown(intro)
+
+
+def show_code(*objects, label: str = "Show code") -> None:
+    """An expander with the source of the charrnn functions that did the work on this page."""
+    with st.expander(label):
+        for obj in objects:
+            st.caption(f"`{obj.__module__}.{obj.__qualname__}`")
+            st.code(inspect.getsource(obj), language="python")
+
+
+def sidebar() -> None:
+    """The device in use and how many of this session's runs are training."""
+    device = devices.pick_device("auto")
+    if device.type == "cpu":
+        name = f"CPU ({os.cpu_count()} cores, no GPU found)"
+    else:
+        name = devices.describe(device)
+    st.sidebar.markdown(f"**Device:** {name}")
+    active = [j for j in state.registry().owned(state.owner()) if j.status in ("running", "queued")]
+    if active:
+        st.sidebar.caption(f"{len(active)} of your runs training or queued: see Train or Runs.")
+    st.sidebar.caption(f"torch {torch.__version__.split('+')[0]}")
+
+
+def duration(seconds: float | None) -> str:
+    """'1:05' for 65 seconds, '1:02:03' past an hour, '-' for unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

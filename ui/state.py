@@ -1,0 +1,167 @@
+"""What outlives one script run: the process-wide job registry, this session's owner token, the
+chosen corpus and uploaded checkpoints.
+
+A browser refresh starts a new Streamlit session with an empty `st.session_state`, so the
+session's identity (an unguessable owner token) is kept in the URL's query parameters: the
+refreshed page reads it back and finds its jobs in the registry, which lives in
+`st.cache_resource` (one per process, shared by every session, guarded by its own lock).
+"""
+
+import os
+import re
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from charrnn import corpus as corpora
+from charrnn.checkpoint import Checkpoint
+from charrnn.corpus import Corpus, CorpusError
+from charrnn.jobs import JobRegistry, new_id
+
+OWNER_PARAM = "owner"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+DEFAULT_CORPUS = "tiny-shakespeare"
+
+
+def app_threads() -> int:
+    """torch intra-op threads for script threads (sampling, traces): few, so the server and the
+    training threads keep their cores. CHARRNN_APP_THREADS overrides."""
+    return max(1, int(os.environ.get("CHARRNN_APP_THREADS", "1")))
+
+
+def configure_torch() -> None:
+    # NOTE: torch's thread count is per OS thread under OpenMP, and every script run is a new
+    # thread, so this runs at the top of every run (it is a cheap no-op when already set).
+    if torch.get_num_threads() != app_threads():
+        torch.set_num_threads(app_threads())
+
+
+@st.cache_resource(show_spinner=False)
+def registry() -> JobRegistry:
+    """The one job registry of this process. Jobs outlive reruns, page changes and refreshes.
+    Training may use every core but one; the last one is left to the server and the pages."""
+    return JobRegistry(total_threads=max(1, (os.cpu_count() or 2) - 1))
+
+
+@st.cache_resource(show_spinner=False)
+def runs_dir() -> Path:
+    """Where runs write their checkpoints: CHARRNN_RUNS_DIR, else a fresh temporary folder.
+    File names are the jobs' unguessable ids; only their owners are shown them."""
+    root = os.environ.get("CHARRNN_RUNS_DIR")
+    path = Path(root) if root else Path(tempfile.mkdtemp(prefix="charrnn-runs-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def owner() -> str:
+    """This session's owner token: from session state, else from the URL (a refresh), else new.
+    It is written back to the URL on every run, so the address bar always holds it."""
+    token = st.session_state.get("owner")
+    if token is None:
+        from_url = st.query_params.get(OWNER_PARAM, "")
+        token = from_url if _TOKEN.fullmatch(from_url) else new_id()
+        st.session_state["owner"] = token
+    if st.query_params.get(OWNER_PARAM) != token:
+        st.query_params[OWNER_PARAM] = token
+    return token
+
+
+def ensure_state() -> None:
+    """Initialise every plain (non-widget) session key once. Called by app.py on every run."""
+    owner()
+    defaults = {
+        "corpus": None,  # charrnn.corpus.Corpus chosen on the Data page (Train uses it)
+        "corpus_source": DEFAULT_CORPUS,  # how it was chosen, shown on the Data page
+        "sample_result": None,  # the last generated sample, kept across reruns
+        "runs_upload_results": {},  # uploaded file id -> (accepted, message), handled once
+    }
+    for key, value in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+# --- corpora ----------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Reading the corpus...", max_entries=4)
+def _preset(name: str) -> Corpus:
+    return corpora.load_corpus(name)
+
+
+def load_preset(name: str) -> Corpus:
+    """A built-in corpus, shared by every session. Tiny Shakespeare is downloaded on first use
+    with a progress bar; a failed download raises a CorpusError that says what to do."""
+    if name == "tiny-shakespeare" and not (corpora.cache_dir() / "tinyshakespeare.txt").is_file():
+        bar = st.progress(0.0, text="Downloading tiny Shakespeare (1.1 MB, once)...")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(min(1.0, done / total), text=f"Downloading: {done:,} of {total:,} bytes")
+
+        try:
+            corpora.tiny_shakespeare_path(progress)
+        finally:
+            bar.empty()
+    return _preset(name)
+
+
+def current_corpus() -> Corpus | None:
+    """The session's corpus; tiny Shakespeare until the Data page chooses another. On failure
+    an error is shown and None returned."""
+    if st.session_state.get("corpus") is None:
+        try:
+            st.session_state["corpus"] = load_preset(DEFAULT_CORPUS)
+            st.session_state["corpus_source"] = DEFAULT_CORPUS
+        except CorpusError as e:
+            st.error(f"Could not load tiny Shakespeare: {e}")
+            st.info("Pick the offline Python-source corpus, or upload a text, on the Data page.")
+            st.page_link("pages/data.py", label="Go to Data", icon=":material/description:")
+            return None
+    return st.session_state["corpus"]
+
+
+# --- uploaded checkpoints ---------------------------------------------------------------------
+
+
+class UploadStore:
+    """Checkpoints uploaded on the Runs page, kept in memory per owner: never written to disk
+    or shown to another session. Bounded: a few per owner, and the least recently used owners
+    are forgotten first."""
+
+    def __init__(self, per_owner: int = 3, max_owners: int = 32):
+        self.per_owner, self.max_owners = per_owner, max_owners
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, OrderedDict[str, tuple[str, Checkpoint]]] = OrderedDict()
+
+    def add(self, owner: str, name: str, ckpt: Checkpoint) -> str:
+        key = new_id()[:10]
+        with self._lock:
+            items = self._items.setdefault(owner, OrderedDict())
+            self._items.move_to_end(owner)
+            items[key] = (name, ckpt)
+            while len(items) > self.per_owner:
+                items.popitem(last=False)
+            while len(self._items) > self.max_owners:
+                self._items.popitem(last=False)
+        return key
+
+    def list(self, owner: str) -> list[tuple[str, str, Checkpoint]]:
+        with self._lock:
+            items = self._items.get(owner, {})
+            return [(key, name, ckpt) for key, (name, ckpt) in items.items()]
+
+    def get(self, owner: str, key: str) -> tuple[str, Checkpoint] | None:
+        with self._lock:
+            return self._items.get(owner, {}).get(key)
+
+    def remove(self, owner: str, key: str) -> None:
+        with self._lock:
+            self._items.get(owner, {}).pop(key, None)
+
+
+@st.cache_resource(show_spinner=False)
+def uploads() -> UploadStore:
+    return UploadStore()
