@@ -271,8 +271,17 @@ def start(corpus, m: dict, t: dict, cells: tuple[str, ...]) -> None:
                 extra={"launch": launch, "compare": len(cells) > 1},
             )
         )
-    for job in jobs:  # only once every config was accepted
-        state.registry().submit(job)
+    submitted = []
+    try:
+        for job in jobs:  # only once every config was accepted
+            state.registry().submit(job)
+            submitted.append(job)
+    except ValueError as e:
+        for job in submitted:  # all three or none: half a comparison compares nothing
+            state.registry().delete(job.id, owner)
+        if len(cells) > 1:
+            raise ValueError(f"Compare cells starts {len(cells)} runs at once, and {e}") from None
+        raise
 
 
 def controls(corpus, m: dict, t: dict) -> None:

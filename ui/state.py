@@ -44,6 +44,8 @@ def configure_torch() -> None:
 def registry() -> JobRegistry:
     """The one job registry of this process. Jobs outlive reruns, page changes and refreshes.
     Training may use every core but one; the last one is left to the server and the pages."""
+    if hasattr(JobRegistry, "from_env"):
+        return JobRegistry.from_env()  # K, thread budget and caps from the CHARRNN_* limits
     return JobRegistry(total_threads=max(1, (os.cpu_count() or 2) - 1))
 
 
@@ -70,9 +72,22 @@ def owner() -> str:
     return token
 
 
+def _release(lease) -> None:
+    if lease is not None:
+        lease.release()
+
+
+@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
+def _session_lease(token: str):
+    """Tell the registry a session of this owner is here; released when the session ends, so
+    runs of a closed tab stop after a grace period (if the registry supports it)."""
+    reg = registry()
+    return reg.attach(token) if hasattr(reg, "attach") else None
+
+
 def ensure_state() -> None:
     """Initialise every plain (non-widget) session key once. Called by app.py on every run."""
-    owner()
+    _session_lease(owner())
     defaults = {
         "corpus": None,  # charrnn.corpus.Corpus chosen on the Data page (Train uses it)
         "corpus_source": DEFAULT_CORPUS,  # how it was chosen, shown on the Data page

@@ -1,0 +1,105 @@
+"""AppTest: every page renders, its main widgets exist, and bad input is a message, not a
+traceback. No training here (see test_app_train.py)."""
+
+import pytest
+
+pytest.register_assert_rewrite("tests.app_fixtures")
+from tests.app_fixtures import charts, new_app, open_page, texts  # noqa: E402
+
+pytest_plugins = ["tests.app_fixtures"]
+
+
+def test_every_page_renders_with_its_main_widgets(app_env):
+    at = new_app()
+    assert not at.exception
+    assert at.title[0].value == "charrnn playground"
+    assert len(at.get("page_link")) >= 3  # train, sample, look inside
+    assert any("Device:" in m.value for m in at.sidebar.markdown)
+
+    open_page(at, "data")
+    assert at.radio(key="data_how").value == "Built-in"
+    assert at.selectbox(key="data_preset").value == "tiny-shakespeare"
+    assert [m.label for m in at.metric][:2] == ["Characters", "Vocabulary"]
+    assert charts(at)[0]["data"][0]["type"] == "bar"
+
+    open_page(at, "train")
+    for key in ("train_hidden", "train_layers", "train_steps", "train_seq", "train_lr"):
+        assert at.number_input(key=key) is not None
+    assert at.selectbox(key="train_cell").value == "lstm"
+    assert at.button(key="train_start") is not None
+    assert at.button(key="train_compare") is not None
+    assert at.metric[0].label == "Parameters"
+
+    open_page(at, "runs")
+    assert "No runs yet" in texts(at.info)[0]
+    assert at.get("file_uploader")
+
+    # with no bundled checkpoint and no run, both model pages point to Train
+    for page in ("sample", "gates"):
+        open_page(at, page)
+        assert "There is no model yet" in texts(at.info)[0]
+
+
+def test_owner_token_is_kept_in_the_url(app_env):
+    at = new_app()
+    token = at.query_params["owner"]
+    assert len(token) >= 16
+    open_page(at, "runs")
+    assert at.query_params["owner"] == token
+    # a refresh is a new session holding the same URL: it keeps the same token
+    again = new_app({"owner": token})
+    assert again.session_state["owner"] == token
+    # a malformed token is replaced, not trusted
+    other = new_app({"owner": "x<script>"})
+    assert other.session_state["owner"] != "x<script>"
+
+
+def test_parameter_count_follows_the_knobs(app_env):
+    at = open_page(new_app(), "train")
+    before = at.metric[0].value
+    at.number_input(key="train_hidden").set_value(32).run()
+    after = at.metric[0].value
+    assert before != after
+    from charrnn.config import ModelConfig
+
+    vocab = len(at.session_state["corpus"].vocab)
+    expected = ModelConfig(vocab_size=vocab, hidden_size=32).num_params()
+    assert after == f"{expected:,}"
+
+
+def test_bad_text_upload_is_an_error_in_the_page(app_env):
+    at = open_page(new_app(), "data")
+    at.radio(key="data_how").set_value("Upload a .txt").run()
+    at.file_uploader(key="data_upload").set_value(("junk.txt", b"abc\x00\x01def", "text/plain"))
+    at.run()
+    assert not at.exception
+    assert "binary" in texts(at.error)[0]
+    at.file_uploader(key="data_upload").set_value(
+        ("latin.txt", "café".encode("latin-1"), "text/plain")
+    )
+    at.run()
+    assert "not valid UTF-8" in texts(at.error)[0]
+
+
+def test_pasted_text_too_short_for_the_sequence_length(app_env):
+    at = open_page(new_app(), "data")
+    at.radio(key="data_how").set_value("Paste text").run()
+    at.text_area(key="data_paste").input("to be or not to be, that is the question. " * 5)
+    at.button(key="data_use_paste").click().run()
+    assert not at.error
+    assert at.session_state["corpus"].name == "pasted text"
+    open_page(at, "train")
+    assert any("needs at least" in t for t in texts(at.error))
+    assert not [b for b in at.button if b.key == "train_start"]  # no Start without a corpus
+    # an empty paste is refused with the core's message
+    open_page(at, "data")
+    at.text_area(key="data_paste").input("")
+    at.button(key="data_use_paste").click().run()
+    assert "empty" in texts(at.error)[0]
+
+
+def test_python_source_corpus_is_offline(app_env):
+    at = open_page(new_app(), "data")
+    at.selectbox(key="data_preset").set_value("python-source").run()
+    assert not at.error
+    assert at.session_state["corpus"].name == "python-source"

@@ -1,0 +1,125 @@
+"""AppTest: a tiny run started from the Train page trains, shows its curve, appears in Runs,
+and its checkpoint samples text and draws its gates."""
+
+import pytest
+
+pytest.register_assert_rewrite("tests.app_fixtures")
+from tests.app_fixtures import charts, new_app, open_page, run_until, texts, train_tiny  # noqa: E402
+
+pytest_plugins = ["tests.app_fixtures"]
+
+
+def test_tiny_run_trains_and_is_sampled_and_traced(app_env):
+    at = train_tiny(new_app())
+    assert "finished" in texts(at.success)[0], texts(at.error)
+    progress = at.get("progress")[0].proto.text
+    assert "step 20/20" in progress and "chars/s" in progress
+    loss = charts(at)[0]
+    names = [trace["name"] for trace in loss["data"]]
+    assert any(n.endswith("train") for n in names) and any(n.endswith("validation") for n in names)
+    assert len(loss["data"][0]["y"]) == 20
+    assert loss["layout"]["uirevision"] == "train" and loss["layout"]["height"] == 380
+    assert at.code[0].value  # the latest progress sample
+
+    # Runs: one row, finished, with a checkpoint to download
+    open_page(at, "runs")
+    table = at.dataframe[0].value
+    assert list(table["status"]) == ["finished"] and list(table["steps"]) == ["20/20"]
+    assert table["val bits/char"][0] > 0
+    assert at.get("download_button")
+
+    # Sample: the fresh run is the default model; text comes back, prime first
+    open_page(at, "sample")
+    assert at.selectbox(key="sample_model").value.startswith("run:")
+    at.number_input(key="sample_length").set_value(50)
+    at.button(key="sample_go").click().run()
+    assert not at.exception and not at.error
+    text = at.session_state["sample_result"]["text"]
+    assert text.startswith("ROMEO:\n") and len(text) == len("ROMEO:\n") + 50
+    assert len(at.session_state["sample_result"]["compare"]) == 3
+    next_chart = charts(at)[0]
+    assert next_chart["data"][0]["type"] == "bar" and len(next_chart["data"][0]["y"]) >= 10
+
+    # Gates: an LSTM shows i f g o c h, the next-char probabilities and the saturation plot
+    open_page(at, "gates")
+    specs = charts(at)
+    heatmaps = [s for s in specs if s["data"][0]["type"] == "heatmap"]
+    assert [h["layout"]["title"]["text"] for h in heatmaps] == [
+        "input gate i",
+        "forget gate f",
+        "cell candidate g",
+        "output gate o",
+        "cell state c",
+        "hidden state h",
+    ]
+    z = heatmaps[0]["data"][0]["z"]  # plotly 7 sends numpy arrays as typed binary data
+    assert z["shape"].replace(" ", "") == f"16,{len(at.session_state['gates_text'])}"
+    assert len(specs) == 8  # six heatmaps, next-char probability, saturation
+    assert len(at.get("html")) == 2  # the unit's coloured text, the probabilities' one
+
+
+def test_sample_refuses_bad_primes_with_messages(app_env):
+    at = train_tiny(new_app(), steps=5)
+    open_page(at, "sample")
+    at.text_area(key="sample_prime").input("ROMEO: ★").run()
+    assert not at.exception
+    assert "'★'" in texts(at.error)[0]
+    at.text_area(key="sample_prime").input("").run()
+    assert "Type a prime" in texts(at.info)[0]
+    at.text_area(key="sample_prime").input("ROMEO").run()
+    at.toggle(key="sample_greedy").set_value(True).run()
+    assert "greedy" in charts(at)[0]["layout"]["title"]["text"]
+
+
+def test_gates_refuses_long_and_unknown_text(app_env):
+    at = train_tiny(new_app(), steps=5)
+    open_page(at, "gates")
+    at.text_area(key="gates_text").input("a" * 600).run()
+    assert "at most" in texts(at.error)[0]
+    at.text_area(key="gates_text").input("hello ☃").run()
+    assert "'☃'" in texts(at.error)[0]
+    assert not at.get("plotly_chart")
+
+
+def test_stop_keeps_a_checkpoint(app_env):
+    at = open_page(new_app(), "train")
+    at.number_input(key="train_hidden").set_value(16)
+    at.number_input(key="train_layers").set_value(1)
+    at.number_input(key="train_steps").set_value(20_000)
+    at.number_input(key="train_batch").set_value(4)
+    at.number_input(key="train_seq").set_value(16)
+    at.run()
+    at.button(key="train_start").click().run()
+    run_until(at, lambda a: "step 0/" not in a.get("progress")[0].proto.text)
+    at.button(key="train_stop").click().run()
+    run_until(at, lambda a: a.warning)
+    assert (
+        "stopped at step" in texts(at.warning)[0] and "checkpoint is kept" in texts(at.warning)[0]
+    )
+    open_page(at, "runs")
+    assert list(at.dataframe[0].value["status"]) == ["stopped"]
+    assert at.get("download_button")
+    at.button(key="runs_delete").click().run()
+    assert "No runs yet" in texts(at.info)[0]
+
+
+def test_compare_cells_overlays_three_curves(app_env, monkeypatch):
+    monkeypatch.setenv("CHARRNN_MAX_ACTIVE_PER_OWNER", "3")  # one Compare = three runs
+    at = open_page(new_app(), "train")
+    for key, value in dict(hidden=16, layers=1, steps=8, batch=4, seq=16, eval_every=4).items():
+        at.number_input(key=f"train_{key}").set_value(value)
+    at.run()
+    at.button(key="train_compare").click().run()
+    assert not at.error, texts(at.error)
+    run_until(at, lambda a: len(a.success) == 3, timeout=120)
+    names = {t["name"] for t in charts(at)[0]["data"] if t["name"].endswith("validation")}
+    assert names == {"RNN 1×16 validation", "GRU 1×16 validation", "LSTM 1×16 validation"}
+
+
+def test_a_refresh_finds_the_run_again(app_env):
+    at = train_tiny(new_app(), steps=5)
+    token = at.query_params["owner"]
+    again = open_page(new_app({"owner": token}), "runs")
+    assert len(again.dataframe[0].value) == 1
+    stranger = open_page(new_app(), "runs")
+    assert "No runs yet" in texts(stranger.info)[0]
