@@ -1,7 +1,6 @@
 """Runs: this session's training runs side by side; download, upload and delete checkpoints."""
 
 import math
-from pathlib import Path
 
 import streamlit as st
 
@@ -63,14 +62,13 @@ def manage(jobs: dict) -> None:
     )
     if chosen is None:
         return
-    snap = jobs[chosen].snapshot(max_points=1)
     a, b = st.columns(2)
-    path = Path(snap.checkpoint_path) if snap.checkpoint_path else None
-    if path is not None and path.is_file():
+    data = state.registry().checkpoint_bytes(chosen, owner)
+    if data is not None:
         a.download_button(
             "Download checkpoint (.safetensors)",
-            data=path.read_bytes(),
-            file_name=f"{snap.name.replace(' ', '_').replace('×', 'x').lower()}.safetensors",
+            data=data,
+            file_name=jobs[chosen].download_name(),
             mime="application/octet-stream",
             key="runs_download",
             on_click="ignore",

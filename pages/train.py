@@ -265,7 +265,6 @@ def start(corpus, m: dict, t: dict, cells: tuple[str, ...]) -> None:
                 corpus,
                 mc,
                 TrainConfig(**t),
-                out_dir=state.runs_dir(),
                 name=name,
                 owner=owner,
                 extra={"launch": launch, "compare": len(cells) > 1},

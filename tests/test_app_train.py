@@ -103,8 +103,7 @@ def test_stop_keeps_a_checkpoint(app_env):
     assert "No runs yet" in texts(at.info)[0]
 
 
-def test_compare_cells_overlays_three_curves(app_env, monkeypatch):
-    monkeypatch.setenv("CHARRNN_MAX_ACTIVE_PER_OWNER", "3")  # one Compare = three runs
+def test_compare_cells_overlays_three_curves(app_env):
     at = open_page(new_app(), "train")
     for key, value in dict(hidden=16, layers=1, steps=8, batch=4, seq=16, eval_every=4).items():
         at.number_input(key=f"train_{key}").set_value(value)

@@ -9,10 +9,8 @@ refreshed page reads it back and finds its jobs in the registry, which lives in
 
 import os
 import re
-import tempfile
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 import streamlit as st
 import torch
@@ -20,7 +18,7 @@ import torch
 from charrnn import corpus as corpora
 from charrnn.checkpoint import Checkpoint
 from charrnn.corpus import Corpus, CorpusError
-from charrnn.jobs import JobRegistry, new_id
+from charrnn.jobs import JobRegistry, new_id, new_owner
 
 OWNER_PARAM = "owner"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -43,20 +41,8 @@ def configure_torch() -> None:
 @st.cache_resource(show_spinner=False)
 def registry() -> JobRegistry:
     """The one job registry of this process. Jobs outlive reruns, page changes and refreshes.
-    Training may use every core but one; the last one is left to the server and the pages."""
-    if hasattr(JobRegistry, "from_env"):
-        return JobRegistry.from_env()  # K, thread budget and caps from the CHARRNN_* limits
-    return JobRegistry(total_threads=max(1, (os.cpu_count() or 2) - 1))
-
-
-@st.cache_resource(show_spinner=False)
-def runs_dir() -> Path:
-    """Where runs write their checkpoints: CHARRNN_RUNS_DIR, else a fresh temporary folder.
-    File names are the jobs' unguessable ids; only their owners are shown them."""
-    root = os.environ.get("CHARRNN_RUNS_DIR")
-    path = Path(root) if root else Path(tempfile.mkdtemp(prefix="charrnn-runs-"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    Its slots, thread budget, caps and runs folder come from the CHARRNN_* limits."""
+    return JobRegistry.from_env()
 
 
 def owner() -> str:
@@ -65,7 +51,7 @@ def owner() -> str:
     token = st.session_state.get("owner")
     if token is None:
         from_url = st.query_params.get(OWNER_PARAM, "")
-        token = from_url if _TOKEN.fullmatch(from_url) else new_id()
+        token = from_url if _TOKEN.fullmatch(from_url) else new_owner()
         st.session_state["owner"] = token
     if st.query_params.get(OWNER_PARAM) != token:
         st.query_params[OWNER_PARAM] = token
@@ -80,9 +66,8 @@ def _release(lease) -> None:
 @st.cache_resource(scope="session", on_release=_release, show_spinner=False)
 def _session_lease(token: str):
     """Tell the registry a session of this owner is here; released when the session ends, so
-    runs of a closed tab stop after a grace period (if the registry supports it)."""
-    reg = registry()
-    return reg.attach(token) if hasattr(reg, "attach") else None
+    runs of a closed tab stop after a grace period unless the tab comes back (a refresh)."""
+    return registry().attach(token)
 
 
 def ensure_state() -> None:
