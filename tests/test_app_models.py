@@ -1,0 +1,83 @@
+"""AppTest: bundled checkpoints (shared, read-only) and uploaded ones (this session only) on
+the Sample, Gates and Runs pages; GRU and RNN gate views."""
+
+import pytest
+
+pytest.register_assert_rewrite("tests.app_fixtures")
+from tests.app_fixtures import charts, new_app, open_page, save_checkpoint, texts  # noqa: E402
+
+pytest_plugins = ["tests.app_fixtures"]
+
+
+def test_bundled_lstm_is_the_default_and_samples(app_env):
+    save_checkpoint(app_env, "gru-small.safetensors", cell="gru")
+    save_checkpoint(app_env, "lstm-small.safetensors", cell="lstm")
+    at = open_page(new_app(), "sample")
+    picker = at.selectbox(key="sample_model")
+    assert picker.value == "bundled:lstm-small.safetensors"
+    assert picker.options == ["bundled: lstm-small", "bundled: gru-small"]
+    at.number_input(key="sample_length").set_value(40)
+    at.button(key="sample_go").click().run()
+    assert not at.exception and not at.error
+    result = at.session_state["sample_result"]
+    assert len(result["text"]) == len("ROMEO:\n") + 40
+    # seeded: the same button press gives the same text
+    at.button(key="sample_go").click().run()
+    assert at.session_state["sample_result"]["text"] == result["text"]
+
+
+def test_gates_of_every_layer_and_cell(app_env):
+    save_checkpoint(app_env, "lstm-2layers.safetensors", cell="lstm", layers=2)
+    at = open_page(new_app(), "gates")
+    assert at.radio(key="gates_layer").options == ["layer 1 (bottom)", "layer 2"]
+    first = charts(at)
+    at.radio(key="gates_layer").set_value(1).run()
+    assert not at.exception
+    second = charts(at)
+    assert first[0]["data"][0]["z"] != second[0]["data"][0]["z"]  # another layer's values
+    sat = [c for c in second if len(c["data"]) == 6]  # i, f, o: a dot cloud and a guide each
+    assert sat and sat[0]["layout"]["annotations"][0]["text"] == "input gate i"
+
+    save_checkpoint(app_env, "x-gru.safetensors", cell="gru", layers=1)
+    save_checkpoint(app_env, "y-rnn.safetensors", cell="rnn", layers=1)
+    at = open_page(new_app(), "gates")
+    at.selectbox(key="gates_model").set_value("bundled:x-gru.safetensors").run()
+    titles = [c["layout"]["title"]["text"] for c in charts(at) if c["data"][0]["type"] == "heatmap"]
+    assert titles == ["reset gate r", "update gate z", "candidate n", "hidden state h"]
+    at.selectbox(key="gates_model").set_value("bundled:y-rnn.safetensors").run()
+    titles = [c["layout"]["title"]["text"] for c in charts(at) if c["data"][0]["type"] == "heatmap"]
+    assert titles == ["hidden state h"]
+    assert any("no gates" in t for t in texts(at.info))
+
+
+def test_wide_models_draw_a_window_of_units(app_env):
+    save_checkpoint(app_env, "lstm-wide.safetensors", layers=1, hidden=100)
+    at = open_page(new_app(), "gates")
+    assert at.selectbox(key="gates_units").options == ["units 0-63", "units 64-99"]
+    at.selectbox(key="gates_units").set_value(64).run()
+    z = charts(at)[0]["data"][0]["z"]
+    assert z["shape"].replace(" ", "").startswith("36,")
+    at.number_input(key="gates_unit").set_value(99).run()
+    assert not at.exception
+
+
+def test_upload_checkpoint_or_refuse_it(app_env, tmp_path):
+    at = open_page(new_app(), "runs")
+    uploader = at.file_uploader(key="runs_upload")
+    uploader.set_value(("fake.safetensors", b"\x80\x04not a checkpoint at all", "application/x"))
+    at.run()
+    assert not at.exception
+    assert texts(at.error)[0].startswith("Refused: ")
+    good = save_checkpoint(tmp_path, "mine.safetensors", cell="gru", layers=1)
+    at.file_uploader(key="runs_upload").set_value(
+        ("mine.safetensors", good.read_bytes(), "application/octet-stream")
+    )
+    at.run()
+    assert "loaded" in texts(at.success)[0]
+    assert any("mine.safetensors" in m.value for m in at.markdown)
+    open_page(at, "sample")
+    options = at.selectbox(key="sample_model").options
+    assert options == ["uploaded: mine.safetensors (GRU 1×24)"]
+    # another session does not see it
+    stranger = open_page(new_app(), "sample")
+    assert "There is no model yet" in texts(stranger.info)[0]
