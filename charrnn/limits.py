@@ -50,8 +50,8 @@ class Limits:
     # how the server shares itself between sessions (the job registry)
     max_jobs: int = 0  # runs training at once (K); 0 = one per two cores, at least 1
     torch_threads: int = 0  # torch threads shared by running jobs; 0 = cores - 1, at least 1
-    max_active_per_owner: int = 2  # queued + running runs of one session
-    max_runs_per_owner: int = 10  # runs one session keeps (any status) until deleted or expired
+    max_active_per_owner: int = 3  # queued + running runs of one session (Compare starts 3)
+    max_runs_per_owner: int = 12  # runs one session keeps (any status) until deleted or expired
     max_queue: int = 30  # runs waiting for a slot, all sessions together
     max_runs_total: int = 200  # runs the process keeps, all sessions together
     max_running_mb: int = 6_144  # estimated training memory of all running jobs, MiB
