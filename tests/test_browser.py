@@ -1,0 +1,199 @@
+"""The app in a real browser: `streamlit run app.py` on loopback, driven by Debian's Chromium.
+
+The journey a teacher makes in front of a class: open the app, train a tiny LSTM while the
+loss chart grows, stop it, sample from it, and look at its gates. Screenshots of each page go
+to test-output/browser/. Waits are on visible content, never on the script-state attribute,
+which flickers while a timed fragment is live.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = ROOT / "test-output" / "browser"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _need_chromium():
+    if CHROMIUM:
+        return
+    reason = "needs Debian's chromium for the browser test: apt-get install chromium"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not become healthy in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    _need_chromium()
+    port = _free_port()
+    env = dict(os.environ, CHARRNN_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+PLOTS_JS = """[...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]"""
+# points in the first trace of the i-th plotly chart on the page (0 if none yet)
+POINTS_JS = f"""(i) => {{
+    const gd = {PLOTS_JS}[i];
+    const t = gd && gd._fullData && gd._fullData[0];
+    return t && t.x ? t.x.length : 0;
+}}"""
+# charts holding at least one heatmap with data
+HEATMAPS_JS = f"""() => {PLOTS_JS}
+    .filter(gd => (gd._fullData || []).some(t => t.type === "heatmap" && t.z && t.z.length))
+    .length"""
+
+
+def _chart_points(page, index: int = 0) -> int:
+    return page.evaluate(POINTS_JS, index)
+
+
+def _set_number(page, label: str, value) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def _nav(page, name: str) -> None:
+    """Click a page in the sidebar navigation and wait for its title."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
+    page.get_by_role("heading", name=name).first.wait_for(timeout=30_000)
+
+
+def test_train_watch_stop_sample_gates(app_url, chromium_browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = chromium_browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    # home
+    page.goto(app_url)
+    page.get_by_role("heading", name="charrnn playground").wait_for(timeout=30_000)
+    page.screenshot(path=SHOTS / "1-home.png", full_page=True)
+
+    # train: a small LSTM with enough steps that the chart refreshes several times
+    _nav(page, "Train")
+    _set_number(page, "Hidden units per layer", 32)
+    _set_number(page, "Embedding width", 16)
+    _set_number(page, "Batch size", 8)
+    _set_number(page, "Sequence length", 32)
+    _set_number(page, "Steps", 20_000)
+    page.get_by_role("button", name="Start", exact=True).click()
+
+    # the live chart must gain points while the run goes on
+    counts = []
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and len(set(c for c in counts if c)) < 2:
+        counts.append(_chart_points(page))
+        time.sleep(1.0)
+    assert len(set(c for c in counts if c)) >= 2, f"chart never refreshed: {counts}"
+    page.screenshot(path=SHOTS / "2-train-running.png", full_page=True)
+
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_text("stopped at step").first.wait_for(timeout=30_000)
+    page.screenshot(path=SHOTS / "3-train-stopped.png", full_page=True)
+
+    # sample with the run just trained
+    _nav(page, "Sample")
+    page.get_by_role("button", name="Generate").click()
+    sample = page.get_by_test_id("stCode").first
+    sample.wait_for(timeout=30_000)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(sample.inner_text().strip()) < 50:
+        time.sleep(0.3)
+    assert len(sample.inner_text().strip()) >= 50
+    page.screenshot(path=SHOTS / "4-sample.png", full_page=True)
+
+    # gates: heatmaps with data
+    _nav(page, "Gates")
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for(timeout=30_000)
+    heatmaps, deadline = 0, time.monotonic() + 30
+    while heatmaps == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        heatmaps = page.evaluate(HEATMAPS_JS)
+    page.screenshot(path=SHOTS / "5-gates.png", full_page=True)
+    assert heatmaps >= 1
+
+    context.close()
+    assert not errors, errors
