@@ -25,8 +25,7 @@ COPY . .
 USER user
 ENV HOME=/home/user \
     PATH=/home/user/.local/bin:$PATH \
-    CHARRNN_CACHE=/home/user/.cache/charrnn \
-    CHARRNN_RUNS_DIR=/tmp/charrnn-runs
+    CHARRNN_CACHE=/home/user/.cache/charrnn
 
 # Fetch tiny Shakespeare into the image if the build can reach GitHub; otherwise the app
 # downloads it at first use (Spaces allow outbound HTTPS).

@@ -77,7 +77,15 @@ class RunStore:
         # a folder we create ourselves we may also delete whole at shutdown
         self.owns_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="charrnn-runs-")).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError("not writable")
+        except OSError as e:
+            raise RuntimeError(
+                f"the runs folder {self.root} cannot be created or written ({e}): point "
+                "CHARRNN_RUNS_DIR at a writable folder, or unset it for a temp folder"
+            ) from None
 
     def owner_dir(self, owner: str, create: bool = True) -> Path:
         path = inside(self.root, owner_key(owner))

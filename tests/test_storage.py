@@ -93,3 +93,10 @@ def test_display_names_are_cleaned_and_download_names_safe(tiny_text):
     )
     assert len(job.name) <= 80
     assert job.download_name().endswith(".safetensors") and "/" not in job.download_name()
+
+
+def test_an_unwritable_runs_dir_is_refused_with_the_variable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RuntimeError, match="point CHARRNN_RUNS_DIR at a writable folder"):
+        RunStore(blocker / "runs")
