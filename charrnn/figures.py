@@ -283,7 +283,14 @@ def next_char_prob_figure(
             y=list(map(float, probs)),
             customdata=after,
             hovertemplate="%{customdata}: p = %{y:.3f}<extra></extra>",
-            marker=dict(color=list(map(float, probs)), colorscale="Viridis", cmin=0, cmax=1),
+            marker=dict(
+                color=list(map(float, probs)),
+                colorscale="Viridis",
+                cmin=0,
+                cmax=1,
+                showscale=True,  # as wide as a heatmap's colour bar: the columns line up
+                colorbar=dict(thickness=12),
+            ),
         )
     )
     _text_axis(fig, chars, window)

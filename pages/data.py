@@ -93,7 +93,7 @@ def describe(corpus: Corpus) -> None:
         char_frequency_figure(corpus.char_counts()), key="data_freq_chart", width="stretch"
     )
     st.markdown("**Preview** (the first 1,000 characters)")
-    st.code(text[:1000], language=None, wrap_lines=True)
+    st.code(text[:1000], language=None, wrap_lines=True, height=260)
 
 
 def body() -> None:

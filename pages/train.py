@@ -57,7 +57,8 @@ def _choice(col, label, key, options, default, help):
 
 def knobs(vocab_size: int) -> tuple[dict, dict]:
     """Every ModelConfig and TrainConfig field as a widget; returns the two kwargs dicts."""
-    left, right = st.columns(2)
+    basic, more = st.tabs(["Model and training", "Schedule, evaluation, samples"])
+    left, right = basic.columns(2)
     left.markdown("**Model**")
     m = dict(vocab_size=vocab_size)
     m["cell"] = _choice(
@@ -132,7 +133,7 @@ def knobs(vocab_size: int) -> tuple[dict, dict]:
         right, "Device", "device", devices, T.device, "auto: the GPU when there is one"
     )
 
-    with st.expander("More knobs: schedule, evaluation, samples"):
+    with more:
         a, b, c = st.columns(3)
         t["schedule"] = _choice(
             a, "LR schedule", "schedule", cfg.SCHEDULES, T.schedule, "cosine decays to lr × floor"
@@ -303,21 +304,22 @@ def controls(corpus, m: dict, t: dict) -> None:
         )
         return
     active = [j for j in latest_launch(state.owner()) if j.status in ACTIVE]
-    b1, b2, b3, _ = st.columns([1, 1.4, 1, 2])
-    go = b1.button("Start", type="primary", key="train_start", disabled=bool(active))
-    compare = b2.button(
+    row = st.container(horizontal=True)
+    go = row.button("Start", type="primary", key="train_start", disabled=bool(active))
+    compare = row.button(
         "Compare cells",
         key="train_compare",
         disabled=bool(active),
         help="RNN, GRU and LSTM with these very settings, their curves overlaid",
     )
-    stop = b3.button("Stop", key="train_stop", disabled=not active)
+    stop = row.button("Stop", key="train_stop", disabled=not active)
     if go or compare:
         try:
             start(corpus, m, t, cfg.CELLS if compare else (m["cell"],))
         except (ValueError, CorpusError) as e:
             st.error(f"Could not start: {e}")
             return
+        st.session_state["train_fold"] = True
         st.rerun()
     if stop:
         for job in active:
@@ -378,7 +380,12 @@ def body() -> None:
         f"Corpus: **{corpus.name}**, {len(corpus.text):,} characters, {len(corpus.vocab)} "
         f"distinct, unigram entropy {bits:.3f} bits/char. Change it on the Data page."
     )
-    m, t = knobs(len(corpus.vocab))
+    # the settings fold away once a run starts, so the curve sits right under the buttons
+    if st.session_state.pop("train_fold", False):
+        st.session_state["train_settings"] = False
+    st.session_state.setdefault("train_settings", True)
+    with st.expander("Settings", key="train_settings", on_change="rerun"):
+        m, t = knobs(len(corpus.vocab))
     controls(corpus, m, t)
 
     st.divider()
