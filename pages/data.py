@@ -24,8 +24,9 @@ common.header(
 )
 
 
-def choose() -> None:
-    """The source picker; stores a valid corpus in session_state['corpus']."""
+def choose() -> bool:
+    """The source picker; stores a valid corpus in session_state['corpus']. False (with the
+    reason shown) when the chosen text cannot be used."""
     how = st.radio(
         "Source",
         ["Built-in", "Upload a .txt", "Paste text"],
@@ -68,6 +69,10 @@ def choose() -> None:
                 use(corpora.corpus_from_text(text, "pasted text"), "pasted text")
     except CorpusError as e:
         st.error(str(e))
+        if how == "Built-in":
+            st.info("The Python-source corpus needs no network; or upload or paste a text.")
+        return False
+    return True
 
 
 def use(corpus: Corpus, source: str) -> None:
@@ -97,7 +102,8 @@ def describe(corpus: Corpus) -> None:
 
 
 def body() -> None:
-    choose()
+    if not choose() and st.session_state.get("corpus") is None:
+        return
     corpus = state.current_corpus()
     if corpus is None:
         return

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from charrnn import config as cfg
-from charrnn.config import ModelConfig, TrainConfig, estimate_memory_mb
+from charrnn.config import ModelConfig, TrainConfig, check_fits, estimate_memory_mb
 from charrnn.corpus import CorpusError, min_chars
 from charrnn.devices import pick_device
 from charrnn.figures import CELL_COLORS, LN2, loss_figure
@@ -296,6 +296,11 @@ def controls(corpus, m: dict, t: dict) -> None:
     a.metric("Parameters", f"{mc.num_params():,}")
     b.metric("Training memory (estimate)", f"{estimate_memory_mb(mc, tc):,.0f} MiB")
     c.metric("Characters per step", f"{tc.batch_size * tc.seq_len:,}")
+    try:
+        check_fits(mc, tc)
+    except ValueError as e:
+        st.error(f"Too big to train here: {e}")
+        return
     if len(corpus.text) < need:
         st.error(
             f"The corpus has {len(corpus.text):,} characters; with a sequence length of "

@@ -103,3 +103,38 @@ def test_python_source_corpus_is_offline(app_env):
     at.selectbox(key="data_preset").set_value("python-source").run()
     assert not at.error
     assert at.session_state["corpus"].name == "python-source"
+
+
+def test_offline_without_a_cached_shakespeare(app_env, tmp_path, monkeypatch):
+    from charrnn import corpus
+    from charrnn.corpus import CorpusError
+
+    def offline(url, path, size, sha256, progress):
+        raise CorpusError(f"could not download {url} (ConnectionError). Save it as {path}.")
+
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(corpus, "download", offline)
+    at = open_page(new_app(), "home")  # the home page needs nothing
+    assert not at.error
+    open_page(at, "data")
+    assert "could not download" in texts(at.error)[0]
+    assert "Python-source" in texts(at.info)[0]
+    open_page(at, "train")
+    assert "Could not load tiny Shakespeare" in texts(at.error)[0]
+    # the offline corpus is one click away, and then Train works
+    open_page(at, "data")
+    at.selectbox(key="data_preset").set_value("python-source").run()
+    assert not at.error
+    open_page(at, "train")
+    assert not at.error and at.metric[0].label == "Parameters"
+
+
+def test_too_big_a_model_is_refused_before_start(app_env, monkeypatch):
+    at = open_page(new_app(), "train")
+    at.number_input(key="train_hidden").set_value(1024)
+    at.number_input(key="train_layers").set_value(4)
+    at.number_input(key="train_batch").set_value(512)
+    at.number_input(key="train_seq").set_value(1024)
+    at.run()
+    assert "Too big to train here" in texts(at.error)[0]
+    assert not [b for b in at.button if b.key == "train_start"]

@@ -122,3 +122,14 @@ def test_a_refresh_finds_the_run_again(app_env):
     assert len(again.dataframe[0].value) == 1
     stranger = open_page(new_app(), "runs")
     assert "No runs yet" in texts(stranger.info)[0]
+
+
+def test_a_failed_run_shows_its_reason(app_env, monkeypatch):
+    from charrnn import training
+
+    def diverge(self):
+        raise training.TrainingDiverged("the loss became nan at step 1: lower the learning rate")
+
+    monkeypatch.setattr(training.Trainer, "train_step", diverge)
+    at = train_tiny(new_app())
+    assert "failed: the loss became nan" in texts(at.error)[0]
