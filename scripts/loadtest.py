@@ -54,12 +54,12 @@ FINISHED = {0: "ok", 1: "compile error", 2: "early for rerun", 3: "fragment ok"}
 TRAIN_SETTINGS = {  # widget key -> value; small runs that finish in seconds
     "train_layers": 1,
     "train_embed": 16,
-    "train_steps": 200,
-    "train_batch": 16,
+    "train_steps": 100,
+    "train_batch": 8,
     "train_seq": 32,
-    "train_eval_every": 100,
+    "train_eval_every": 50,
     "train_eval_chars": 4096,
-    "train_sample_every": 100,
+    "train_sample_every": 50,
     "train_sample_length": 80,
 }
 
@@ -68,6 +68,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def thread_census(pid: int) -> dict:
+    """The server's OS threads by name (Linux), to tell pools from leftovers."""
+    names: dict[str, int] = {}
+    for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
+        try:
+            name = comm.read_text().strip()
+        except OSError:
+            continue
+        names[name] = names.get(name, 0) + 1
+    return names
 
 
 def percentile(values, q):
@@ -96,6 +108,7 @@ class Session:
     def __init__(self, idx: int, port: int, hidden: int | None, deadline: float, behaviour=""):
         self.idx, self.port, self.hidden, self.deadline = idx, port, hidden, deadline
         self.behaviour = behaviour  # "" | "refresh" (reloads mid-run) | "abandon" (closes it)
+        self.overrun = 0.0  # seconds a trainer may keep watching its run after the deadline
         self.owner = secrets.token_urlsafe(16)
         self.query = f"owner={self.owner}"
         self.ws = None
@@ -111,6 +124,9 @@ class Session:
         self.sample_pages_without_model = 0
         self.queue_places: list[int] = []
         self.run_outcome = None
+        self.watch_end = ""
+        self.page_hash = ""  # the page the last full run showed
+        self.trace: list = []  # (request, finish status, texts, fragment timers) for debugging
 
     # messages ------------------------------------------------------------------------------------
     async def _run(self, page=None, states=None, fragment=None, what="page") -> list[str]:
@@ -120,8 +136,9 @@ class Session:
         cs.query_string = self.query
         if page is not None:
             cs.page_name = page
-        if fragment:
+        if fragment:  # like the browser: the timer's fragment on the page now shown
             cs.fragment_id, cs.is_auto_rerun = fragment, True
+            cs.page_script_hash = self.page_hash
         for ws in states or []:
             cs.widget_states.widgets.append(ws)
         t0 = time.monotonic()
@@ -139,16 +156,19 @@ class Session:
                     # drops its fragment timers here and the run registers them again
                     self.widgets = {}
                     self.fragments.clear()
+                    self.page_hash = fwd.new_session.page_script_hash
                 elif kind == "delta":
                     texts.extend(self._element(fwd))
                 elif kind == "auto_rerun":
                     self.fragments[fwd.auto_rerun.fragment_id] = fwd.auto_rerun.interval
                 elif kind == "stop_auto_rerun":
-                    self.fragments.clear()
+                    for fid in fwd.stop_auto_rerun.fragment_ids:
+                        self.fragments.pop(fid, None)
                 elif kind == "page_info_changed":
                     self.query = fwd.page_info_changed.query_string or self.query
                 elif kind == "script_finished":
                     status = fwd.script_finished
+                    self.trace.append((what, status, len(texts), dict(self.fragments)))
                     if status == 1:
                         self.failures.append(f"{what}: compile error")
                     if status in (0, 1, 3):
@@ -205,7 +225,7 @@ class Session:
             self.texts.extend(texts)
         return texts
 
-    async def think(self, low=2.0, high=5.0):
+    async def think(self, low=4.0, high=10.0):  # a student reads a page for a few seconds
         await asyncio.sleep(random.uniform(low, high))
 
     async def train(self) -> None:
@@ -220,9 +240,10 @@ class Session:
             page="train", states=self._states(settings, click="train_start"), what="start"
         )
         self._read_train(texts)
-        # watch it the way the live fragment does, until it ends or time is up
+        # watch it the way the live fragment does, until it ends (or a while after time is up:
+        # a queue of runs on two cores takes a while to drain)
         polls = 0
-        while time.monotonic() < self.deadline and self.fragments:
+        while time.monotonic() < self.deadline + self.overrun and self.fragments:
             fragment, interval = next(iter(self.fragments.items()))
             await asyncio.sleep(interval)
             texts = await self._run(
@@ -235,6 +256,9 @@ class Session:
             if self.behaviour == "refresh" and polls == 3:
                 await self.reconnect()  # a reload: a new session, same owner in the URL
                 self._read_train(await self.open_page("train"))
+        self.watch_end = (
+            "time is up" if self.fragments else f"the page stopped polling after {polls} polls"
+        )
 
     def _read_train(self, texts: list[str]) -> None:
         self.texts.extend(texts)
@@ -243,7 +267,7 @@ class Session:
             if m:
                 self.queue_places.append(int(m.group(1)))
             if t.startswith("Could not start") or re.search(
-                r" finished|stopped at step| failed:", t
+                r" finished|stopped at step|cancelled before| failed:", t
             ):
                 self.run_outcome = t[:160]
 
@@ -389,6 +413,7 @@ async def drive(args, port: int, pid: int) -> tuple[list[Session], Session, list
     for i in range(args.sessions):
         hidden = 17 + trainers.index(i) if i in behaviours else None
         sessions.append(Session(i, port, hidden, deadline, behaviours.get(i, "")))
+        sessions[-1].overrun = args.overrun
     samples, stop = [], asyncio.Event()
     mon = asyncio.create_task(monitor(pid, samples, stop))
     ramp = args.ramp / max(1, args.sessions)
@@ -432,7 +457,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=30)
     ap.add_argument("--trainers", type=int, default=10)
-    ap.add_argument("--duration", type=float, default=90, help="seconds of browsing per session")
+    ap.add_argument("--duration", type=float, default=100, help="seconds of browsing per session")
+    ap.add_argument("--overrun", type=float, default=50, help="extra seconds to watch a run end")
     ap.add_argument("--ramp", type=float, default=15, help="seconds over which sessions arrive")
     ap.add_argument("--grace", type=int, default=5, help="CHARRNN_RELEASE_GRACE_S for the run")
     ap.add_argument("--abandon", type=int, default=2, help="trainers that close the tab mid-run")
@@ -462,6 +488,7 @@ def main(argv=None) -> int:
         *("--browser.gatherUsageStats", "false"),
     ]
     log = open(work / "server.log", "w")
+    load_before = [round(x, 1) for x in os.getloadavg()]  # the machine may be shared
     t_start = time.monotonic()
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     report: dict = {"sessions": args.sessions, "trainers": args.trainers, "port": port}
@@ -490,6 +517,7 @@ def main(argv=None) -> int:
                     break
             time.sleep(0.5)
         after = proc_status(server.pid)
+        thread_names = thread_census(server.pid)
         rows = read_stats(stats_file)
         abandoned = [s for s in sessions if s.behaviour == "abandon"]
         for s in abandoned:
@@ -527,6 +555,7 @@ def main(argv=None) -> int:
             "runs_started": sum(1 for s in sessions if s.hidden is not None),
             "run_outcomes": {
                 f"{s.idx}{' (' + s.behaviour + ')' if s.behaviour else ''}": s.run_outcome
+                or f"none seen: {s.watch_end}"
                 for s in sessions
                 if s.hidden is not None
             },
@@ -546,6 +575,7 @@ def main(argv=None) -> int:
                 "at_start": baseline.get("Threads"),
                 "peak": max((s.get("Threads", 0) for s in samples), default=None),
                 "after_close": after.get("Threads"),
+                "after_close_by_name": thread_names,
             },
             "jobs_stopped_after_close_s": drained_s,
             "server_exit_code": rc,
@@ -554,6 +584,7 @@ def main(argv=None) -> int:
             "left_in_server_tmp": left,
             "torch_cache_in_server_tmp": torch_cache,
             "wall_s": round(time.monotonic() - t_start, 1),
+            "load_average_before_after": [load_before, [round(x, 1) for x in os.getloadavg()]],
         }
     )
     done = (
