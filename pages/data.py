@@ -68,7 +68,7 @@ def choose() -> bool:
             if st.button("Use this text", key="data_use_paste"):
                 use(corpora.corpus_from_text(text, "pasted text"), "pasted text")
     except CorpusError as e:
-        st.error(str(e))
+        st.error(common.plain(e))
         if how == "Built-in":
             st.info("The Python-source corpus needs no network; or upload or paste a text.")
         return False
@@ -82,7 +82,7 @@ def use(corpus: Corpus, source: str) -> None:
 
 def describe(corpus: Corpus) -> None:
     text, bits = corpus.text, corpus.unigram_entropy_bits()
-    st.subheader(f"In use: {corpus.name}")
+    st.subheader(f"In use: {common.plain(corpus.name)}")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Characters", f"{len(text):,}")
     c2.metric("Vocabulary", f"{len(corpus.vocab)}")

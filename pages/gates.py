@@ -71,8 +71,10 @@ def check(loaded, text: str) -> bool:
     if missing:
         shown = ", ".join(repr(ch) for ch in missing[:20])
         st.error(
-            f"The model does not know these characters: {shown}. Remove them, or use a model "
-            "trained on a text that has them."
+            common.plain(
+                f"The model does not know these characters: {shown}. Remove them, or use a "
+                "model trained on a text that has them."
+            )
         )
         return False
     return True
@@ -163,7 +165,7 @@ def body() -> None:
     try:
         tr = trace.trace(loaded.model, loaded.vocab, text)
     except CorpusError as e:
-        st.error(str(e))
+        st.error(common.plain(e))
         return
     heatmaps(tr, layer)
     per_unit(tr, layer)

@@ -103,7 +103,7 @@ def upload() -> None:
             results[file.file_id] = (True, f"{file.name} loaded: pick it on Sample or Gates.")
     if file is not None:
         ok, message = results[file.file_id]
-        (st.success if ok else st.error)(message)
+        (st.success if ok else st.error)(common.plain(message))
     items = state.uploads().list(owner)
     for key, name, ckpt in items:
         c = ckpt.model_config
@@ -111,7 +111,7 @@ def upload() -> None:
         score = f", validation {val / LN2:.3f} bits/char" if val is not None else ""
         left, right = st.columns([4, 1])
         left.markdown(
-            f"**{name}**: {c.cell.upper()} {c.num_layers}×{c.hidden_size}, "
+            f"**{common.plain(name)}**: {c.cell.upper()} {c.num_layers}×{c.hidden_size}, "
             f"{ckpt.model.num_params():,} parameters{score}"
         )
         if right.button("Remove", key=f"runs_remove_{key}"):

@@ -84,7 +84,7 @@ def check(loaded, args: dict) -> bool:
             loaded.vocab, args["prime"], args["length"], args["temperature"], args["top_k"]
         )
     except (CorpusError, ValueError) as e:
-        st.error(f"Cannot sample: {e}")
+        st.error(common.plain(f"Cannot sample: {e}"))
         return False
     return True
 

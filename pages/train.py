@@ -289,7 +289,7 @@ def controls(corpus, m: dict, t: dict) -> None:
     try:
         mc, tc = ModelConfig(**m), TrainConfig(**t)
     except ValueError as e:
-        st.error(f"These settings cannot train: {e}")
+        st.error(common.plain(f"These settings cannot train: {e}"))
         return
     need = min_chars(tc.seq_len, tc.val_fraction)
     a, b, c = st.columns(3)
@@ -299,7 +299,7 @@ def controls(corpus, m: dict, t: dict) -> None:
     try:
         check_fits(mc, tc)
     except ValueError as e:
-        st.error(f"Too big to train here: {e}")
+        st.error(common.plain(f"Too big to train here: {e}"))
         return
     if len(corpus.text) < need:
         st.error(
@@ -322,7 +322,7 @@ def controls(corpus, m: dict, t: dict) -> None:
         try:
             start(corpus, m, t, cfg.CELLS if compare else (m["cell"],))
         except (ValueError, CorpusError) as e:
-            st.error(f"Could not start: {e}")
+            st.error(common.plain(f"Could not start: {e}"))
             return
         st.session_state["train_fold"] = True
         st.rerun()
@@ -346,7 +346,7 @@ def status_line(snap: JobSnapshot) -> None:
         text += f" · {common.duration(snap.eta_s)} left"
     st.progress(min(1.0, done), text=text)
     if snap.status == FAILED:
-        st.error(f"{snap.name} failed: {snap.message}")
+        st.error(common.plain(f"{snap.name} failed: {snap.message}"))
     elif snap.status == STOPPED:
         st.warning(f"{snap.name} {snap.message}; its checkpoint is kept (see Runs, Sample).")
     elif snap.status not in ACTIVE:

@@ -7,6 +7,7 @@ process-wide, so one test's registry would otherwise leak into the next.
 """
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -98,7 +99,8 @@ def run_until(at, condition, timeout: float = 90.0, pause: float = 0.3):
 
 
 def texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
+    """What the reader sees: Markdown backslash escapes (ui.common.plain) removed."""
+    return [re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements]
 
 
 def charts(at) -> list[dict]:

@@ -74,10 +74,21 @@ def test_upload_checkpoint_or_refuse_it(app_env, tmp_path):
     )
     at.run()
     assert "loaded" in texts(at.success)[0]
-    assert any("mine.safetensors" in m.value for m in at.markdown)
+    assert any("mine.safetensors" in t for t in texts(at.markdown))
     open_page(at, "sample")
     options = at.selectbox(key="sample_model").options
     assert options == ["uploaded: mine.safetensors (GRU 1×24)"]
     # another session does not see it
     stranger = open_page(new_app(), "sample")
     assert "There is no model yet" in texts(stranger.info)[0]
+
+
+def test_user_file_names_are_shown_literally(app_env, tmp_path):
+    name = "**big** :red[x] [link](javascript:alert(1)).safetensors"
+    good = save_checkpoint(tmp_path, "ok.safetensors", cell="rnn", layers=1)
+    at = open_page(new_app(), "runs")
+    at.file_uploader(key="runs_upload").set_value((name, good.read_bytes(), "application/x"))
+    at.run()
+    shown = [m.value for m in at.markdown if "javascript" in m.value]
+    assert shown and "[link](" not in shown[0] and "\\*\\*big\\*\\*" in shown[0]
+    assert texts(at.success)[0].startswith(name)  # and reads back exactly as uploaded

@@ -4,12 +4,22 @@ device line, and small formatting helpers."""
 import inspect
 import math
 import os
+import re
 
 import streamlit as st
 import torch
 
 from charrnn import devices
 from ui import state
+
+# every ASCII punctuation character Markdown (or Streamlit's :colour[...] and $math$) may read
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:^&=\"'/])")
+
+
+def plain(text) -> str:
+    """Text shown literally by elements that render Markdown (st.error, st.caption...): a user's
+    file name or unknown character never turns into formatting, a link or a colour."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def header(title: str, intro: str) -> None:

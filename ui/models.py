@@ -12,7 +12,7 @@ from charrnn.checkpoint import Checkpoint, CheckpointError
 from charrnn.corpus import Vocab
 from charrnn.jobs import ACTIVE
 from charrnn.model import CharRNN
-from ui import state
+from ui import common, state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +134,7 @@ def choose(prefix: str) -> Loaded | None:
     try:
         loaded = load(by_key[chosen], owner)
     except (CheckpointError, OSError) as e:
-        st.error(f"Could not load this model: {e}")
+        st.error(common.plain(f"Could not load this model: {e}"))
         return None
     if loaded is not None:
         c = loaded.model.config

@@ -116,7 +116,9 @@ def current_corpus() -> Corpus | None:
             st.session_state["corpus"] = load_preset(DEFAULT_CORPUS)
             st.session_state["corpus_source"] = DEFAULT_CORPUS
         except CorpusError as e:
-            st.error(f"Could not load tiny Shakespeare: {e}")
+            from ui.common import plain  # ui.common imports this module
+
+            st.error(plain(f"Could not load tiny Shakespeare: {e}"))
             st.info("Pick the offline Python-source corpus, or upload a text, on the Data page.")
             st.page_link("pages/data.py", label="Go to Data", icon=":material/description:")
             return None
