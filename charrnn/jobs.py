@@ -29,6 +29,7 @@ import copy
 import json
 import logging
 import os
+import re
 import secrets
 import tempfile
 import threading
@@ -643,6 +644,7 @@ class JobRegistry:
             "queue_wait_max_s": waits[-1] if waits else None,
             "disk_bytes": self.store.usage_bytes(),
             "job_threads_alive": sum(j.is_alive() for j in jobs),
+            "python_threads": _thread_census(),
         }
 
     # --- sessions coming and going --------------------------------------------------------------
@@ -801,6 +803,12 @@ class JobRegistry:
         if not any(j.is_alive() for j in jobs):
             self.store.close()
         atexit.unregister(self.shutdown)
+
+
+def _thread_census() -> dict:
+    """Live Python threads by name, numbers dropped (pools show up as one name with a count)."""
+    names = (re.sub(r"[-_ ]?\d+$", "", t.name) for t in threading.enumerate())
+    return dict(collections.Counter(names))
 
 
 def _hours(seconds: int) -> str:

@@ -576,6 +576,7 @@ def main(argv=None) -> int:
                 "peak": max((s.get("Threads", 0) for s in samples), default=None),
                 "after_close": after.get("Threads"),
                 "after_close_by_name": thread_names,
+                "python_threads_after_close": last.get("python_threads"),
             },
             "jobs_stopped_after_close_s": drained_s,
             "server_exit_code": rc,
