@@ -1,5 +1,8 @@
 """Train: every knob, a Start button, and the loss curve moving while the run trains."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import streamlit as st
 
 from charrnn import config as cfg
@@ -13,6 +16,62 @@ from charrnn.training import Trainer
 from ui import common, state
 
 M, T = ModelConfig(), TrainConfig()  # the defaults every knob starts from
+L = LIMITS
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One config field as a widget: (low, high, step) for a number, or a tuple of choices
+    (a callable giving them, for choices known only at run time)."""
+
+    field: str  # ModelConfig or TrainConfig field; the widget key is "train_<field>"
+    label: str
+    spec: tuple | Callable
+    help: str = ""
+
+
+def _devices() -> tuple[str, ...]:
+    usable = []
+    for name in cfg.DEVICES:
+        try:
+            pick_device(name)
+            usable.append(name)
+        except ValueError:
+            pass
+    return tuple(usable)
+
+
+MODEL_KNOBS = [
+    Knob("cell", "Cell", cfg.CELLS, "rnn: Elman, tanh; lstm learns text best"),
+    Knob("hidden_size", "Hidden units per layer", (1, L.max_hidden, 32), "capacity and cost"),
+    Knob("num_layers", "Layers", (1, L.max_layers, 1), "stacked recurrent layers"),
+    Knob("embed_size", "Embedding width", (1, L.max_embed, 8), "each character's vector"),
+    Knob("dropout", "Dropout between layers", (0.0, 0.9, 0.05), "0.1-0.3 helps long runs"),
+    Knob("backend", "Cells", cfg.BACKENDS, "scratch: the equations of cells.py, slower"),
+]
+TRAIN_KNOBS = [
+    Knob("steps", "Steps", (1, L.max_steps, 100), "optimizer updates"),
+    Knob("batch_size", "Batch size", (1, L.max_batch, 8), "chunks of text per step"),
+    Knob("seq_len", "Sequence length", (1, L.max_seq_len, 16), "how far back gradients reach"),
+    Knob("lr", "Learning rate", (1e-6, 1.0, 5e-4), "Adam's peak rate"),
+    Knob("seed", "Seed", (0, 2**31 - 1, 1), "same seed, same run on the CPU"),
+    Knob("device", "Device", _devices, "auto: the GPU when there is one"),
+]
+MORE_KNOBS = [
+    Knob("schedule", "LR schedule", cfg.SCHEDULES, "cosine decays to lr × floor"),
+    Knob("warmup_steps", "Warm-up steps", (0, L.max_steps, 10), "linear ramp from 0 to lr"),
+    Knob("min_lr_ratio", "Cosine floor (× lr)", (0.0, 1.0, 0.05)),
+    Knob("weight_decay", "Weight decay", (0.0, 1.0, 0.01), "AdamW decay; 0 is plain Adam"),
+    Knob("precision", "Precision", cfg.PRECISIONS, "auto: bf16 where the hardware is fast"),
+    Knob("grad_clip", "Gradient clip", (0.0, 1000.0, 0.5), "max gradient norm; 0 = off"),
+    Knob("sampler", "Batches", cfg.SAMPLERS, "stream: carry the state across steps (TBPTT)"),
+    Knob("val_fraction", "Validation share", (0.01, 0.5, 0.01), "the tail of the text"),
+    Knob("eval_every", "Evaluate every (steps)", (0, L.max_steps, 50), "0 = only at the end"),
+    Knob("eval_chars", "Validation characters", (1, 10_000_000, 4096), "per evaluation"),
+    Knob("sample_every", "Sample every (steps)", (0, L.max_steps, 50), "0 = never"),
+    Knob("sample_length", "Sample length", (1, L.max_generate, 50), "characters"),
+    Knob("checkpoint_every", "Checkpoint every (steps)", (0, L.max_steps, 100), "0 = at the end"),
+]
 
 common.header(
     "Train",
@@ -23,35 +82,21 @@ common.header(
 )
 
 
-def _int(col, label, key, default, lo, hi, help, step=1):
+def widget(col, knob: Knob, default):
+    """The widget for one knob; its value survives a trip to another page."""
+    common_args = dict(key=f"train_{knob.field}", help=knob.help or None, persist_state="session")
+    if isinstance(default, str):
+        options = list(knob.spec() if callable(knob.spec) else knob.spec)
+        index = options.index(default) if default in options else 0
+        return col.selectbox(knob.label, options, index=index, **common_args)
+    lo, hi, step = knob.spec
+    if isinstance(default, int):
+        return col.number_input(
+            knob.label, int(lo), int(hi), int(default), int(step), **common_args
+        )
+    fmt = "%.4f" if step < 0.01 else "%.2f"
     return col.number_input(
-        label, lo, hi, int(default), step, key=f"train_{key}", help=help, persist_state="session"
-    )
-
-
-def _float(col, label, key, default, lo, hi, help, step, fmt="%.2f"):
-    return col.number_input(
-        label,
-        float(lo),
-        float(hi),
-        float(default),
-        float(step),
-        format=fmt,
-        key=f"train_{key}",
-        help=help,
-        persist_state="session",
-    )
-
-
-def _choice(col, label, key, options, default, help):
-    options = list(options)
-    return col.selectbox(
-        label,
-        options,
-        index=options.index(default) if default in options else 0,
-        key=f"train_{key}",
-        help=help,
-        persist_state="session",
+        knob.label, float(lo), float(hi), float(default), float(step), format=fmt, **common_args
     )
 
 
@@ -60,187 +105,13 @@ def knobs(vocab_size: int) -> tuple[dict, dict]:
     basic, more = st.tabs(["Model and training", "Schedule, evaluation, samples"])
     left, right = basic.columns(2)
     left.markdown("**Model**")
-    m = dict(vocab_size=vocab_size)
-    m["cell"] = _choice(
-        left, "Cell", "cell", cfg.CELLS, M.cell, "rnn: Elman, tanh; lstm learns text best"
-    )
-    m["hidden_size"] = _int(
-        left,
-        "Hidden units per layer",
-        "hidden",
-        M.hidden_size,
-        1,
-        LIMITS.max_hidden,
-        "more units, more memory and capacity",
-        32,
-    )
-    m["num_layers"] = _int(
-        left, "Layers", "layers", M.num_layers, 1, LIMITS.max_layers, "stacked recurrent layers"
-    )
-    m["embed_size"] = _int(
-        left,
-        "Embedding width",
-        "embed",
-        M.embed_size,
-        1,
-        LIMITS.max_embed,
-        "the size of each character's learned vector",
-        8,
-    )
-    m["dropout"] = _float(
-        left,
-        "Dropout between layers",
-        "dropout",
-        M.dropout,
-        0.0,
-        0.9,
-        "0.1-0.3 helps long runs; needs 2+ layers",
-        0.05,
-    )
-    m["backend"] = _choice(
-        left,
-        "Cells",
-        "backend",
-        cfg.BACKENDS,
-        M.backend,
-        "torch: fused and fast; scratch: the hand-written equations of cells.py (slower)",
-    )
-
+    m = {k.field: widget(left, k, getattr(M, k.field)) for k in MODEL_KNOBS}
     right.markdown("**Training**")
-    t = {}
-    t["steps"] = _int(
-        right, "Steps", "steps", T.steps, 1, LIMITS.max_steps, "optimizer updates", 100
-    )
-    t["batch_size"] = _int(
-        right, "Batch size", "batch", T.batch_size, 1, LIMITS.max_batch, "chunks per step", 8
-    )
-    t["seq_len"] = _int(
-        right,
-        "Sequence length",
-        "seq",
-        T.seq_len,
-        1,
-        LIMITS.max_seq_len,
-        "characters per chunk: how far back gradients flow",
-        16,
-    )
-    t["lr"] = _float(
-        right, "Learning rate", "lr", T.lr, 1e-6, 1.0, "Adam's peak rate", 5e-4, "%.4f"
-    )
-    t["seed"] = _int(right, "Seed", "seed", T.seed, 0, 2**31 - 1, "same seed, same run on the CPU")
-    devices = ["auto", "cpu"] + [d for d in ("cuda", "mps") if _available(d)]
-    t["device"] = _choice(
-        right, "Device", "device", devices, T.device, "auto: the GPU when there is one"
-    )
-
-    with more:
-        a, b, c = st.columns(3)
-        t["schedule"] = _choice(
-            a, "LR schedule", "schedule", cfg.SCHEDULES, T.schedule, "cosine decays to lr × floor"
-        )
-        t["warmup_steps"] = _int(
-            a,
-            "Warm-up steps",
-            "warmup",
-            T.warmup_steps,
-            0,
-            LIMITS.max_steps,
-            "linear ramp from 0 to lr",
-        )
-        t["min_lr_ratio"] = _float(
-            a, "Cosine floor (× lr)", "min_lr", T.min_lr_ratio, 0.0, 1.0, "", 0.05
-        )
-        t["weight_decay"] = _float(
-            a, "Weight decay", "wd", T.weight_decay, 0.0, 1.0, "AdamW decay; 0 is plain Adam", 0.01
-        )
-        t["grad_clip"] = _float(
-            b, "Gradient clip", "clip", T.grad_clip, 0.0, 1000.0, "max gradient norm; 0 = off", 0.5
-        )
-        t["sampler"] = _choice(
-            b,
-            "Batches",
-            "sampler",
-            cfg.SAMPLERS,
-            T.sampler,
-            "random chunks, or streams that carry the state (TBPTT)",
-        )
-        t["val_fraction"] = _float(
-            b,
-            "Validation share",
-            "val",
-            T.val_fraction,
-            0.01,
-            0.5,
-            "the tail of the text held out",
-            0.01,
-        )
-        t["eval_every"] = _int(
-            b,
-            "Evaluate every (steps)",
-            "eval_every",
-            T.eval_every,
-            0,
-            LIMITS.max_steps,
-            "0 = only at the end",
-            50,
-        )
-        t["eval_chars"] = _int(
-            c,
-            "Validation characters",
-            "eval_chars",
-            T.eval_chars,
-            1,
-            10_000_000,
-            "per evaluation",
-            4096,
-        )
-        t["sample_every"] = _int(
-            c,
-            "Sample every (steps)",
-            "sample_every",
-            T.sample_every,
-            0,
-            LIMITS.max_steps,
-            "a short sample from a copy of the weights; 0 = never",
-            50,
-        )
-        t["sample_length"] = _int(
-            c,
-            "Sample length",
-            "sample_length",
-            T.sample_length,
-            1,
-            LIMITS.max_generate,
-            "characters",
-            50,
-        )
-        t["checkpoint_every"] = _int(
-            c,
-            "Checkpoint every (steps)",
-            "ckpt_every",
-            T.checkpoint_every,
-            0,
-            LIMITS.max_steps,
-            "0 = only at the end",
-            100,
-        )
-        t["precision"] = _choice(
-            a,
-            "Precision",
-            "precision",
-            cfg.PRECISIONS,
-            T.precision,
-            "auto: bf16 where the hardware is fast at it",
-        )
-    return m, t
-
-
-def _available(device: str) -> bool:
-    try:
-        pick_device(device)
-        return True
-    except ValueError:
-        return False
+    t = {k.field: widget(right, k, getattr(T, k.field)) for k in TRAIN_KNOBS}
+    columns = more.columns(3)
+    for i, k in enumerate(MORE_KNOBS):
+        t[k.field] = widget(columns[i % 3], k, getattr(T, k.field))
+    return {**m, "vocab_size": vocab_size}, t
 
 
 def latest_launch(owner: str) -> list[TrainingJob]:

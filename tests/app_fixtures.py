@@ -28,17 +28,17 @@ if not os.environ.get("CHARRNN_CACHE"):
 
 # Small, fast knobs for a run started from the Train page (widget key suffix -> value).
 TINY = dict(
-    hidden=16,
-    layers=1,
-    embed=8,
+    hidden_size=16,
+    num_layers=1,
+    embed_size=8,
     steps=20,
-    batch=8,
-    seq=16,
+    batch_size=8,
+    seq_len=16,
     eval_every=10,
     eval_chars=2000,
     sample_every=10,
     sample_length=30,
-    warmup=2,
+    warmup_steps=2,
 )
 
 

@@ -23,7 +23,13 @@ def test_every_page_renders_with_its_main_widgets(app_env):
     assert charts(at)[0]["data"][0]["type"] == "bar"
 
     open_page(at, "train")
-    for key in ("train_hidden", "train_layers", "train_steps", "train_seq", "train_lr"):
+    for key in (
+        "train_hidden_size",
+        "train_num_layers",
+        "train_steps",
+        "train_seq_len",
+        "train_lr",
+    ):
         assert at.number_input(key=key) is not None
     assert at.selectbox(key="train_cell").value == "lstm"
     assert at.button(key="train_start") is not None
@@ -57,7 +63,7 @@ def test_owner_token_is_kept_in_the_url(app_env):
 def test_parameter_count_follows_the_knobs(app_env):
     at = open_page(new_app(), "train")
     before = at.metric[0].value
-    at.number_input(key="train_hidden").set_value(32).run()
+    at.number_input(key="train_hidden_size").set_value(32).run()
     after = at.metric[0].value
     assert before != after
     from charrnn.config import ModelConfig
@@ -131,10 +137,10 @@ def test_offline_without_a_cached_shakespeare(app_env, tmp_path, monkeypatch):
 
 def test_too_big_a_model_is_refused_before_start(app_env, monkeypatch):
     at = open_page(new_app(), "train")
-    at.number_input(key="train_hidden").set_value(1024)
-    at.number_input(key="train_layers").set_value(4)
-    at.number_input(key="train_batch").set_value(512)
-    at.number_input(key="train_seq").set_value(1024)
+    at.number_input(key="train_hidden_size").set_value(1024)
+    at.number_input(key="train_num_layers").set_value(4)
+    at.number_input(key="train_batch_size").set_value(512)
+    at.number_input(key="train_seq_len").set_value(1024)
     at.run()
     assert "Too big to train here" in texts(at.error)[0]
     assert not [b for b in at.button if b.key == "train_start"]

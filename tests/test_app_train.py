@@ -83,11 +83,11 @@ def test_gates_refuses_long_and_unknown_text(app_env):
 
 def test_stop_keeps_a_checkpoint(app_env):
     at = open_page(new_app(), "train")
-    at.number_input(key="train_hidden").set_value(16)
-    at.number_input(key="train_layers").set_value(1)
+    at.number_input(key="train_hidden_size").set_value(16)
+    at.number_input(key="train_num_layers").set_value(1)
     at.number_input(key="train_steps").set_value(20_000)
-    at.number_input(key="train_batch").set_value(4)
-    at.number_input(key="train_seq").set_value(16)
+    at.number_input(key="train_batch_size").set_value(4)
+    at.number_input(key="train_seq_len").set_value(16)
     at.run()
     at.button(key="train_start").click().run()
     run_until(at, lambda a: "step 0/" not in a.get("progress")[0].proto.text)
@@ -105,7 +105,9 @@ def test_stop_keeps_a_checkpoint(app_env):
 
 def test_compare_cells_overlays_three_curves(app_env):
     at = open_page(new_app(), "train")
-    for key, value in dict(hidden=16, layers=1, steps=8, batch=4, seq=16, eval_every=4).items():
+    for key, value in dict(
+        hidden_size=16, num_layers=1, steps=8, batch_size=4, seq_len=16, eval_every=4
+    ).items():
         at.number_input(key=f"train_{key}").set_value(value)
     at.run()
     at.button(key="train_compare").click().run()
