@@ -51,17 +51,20 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # never anything else
 PAGES = ["", "data", "train", "runs", "sample", "gates"]  # url paths; "" is Home
 FINISHED = {0: "ok", 1: "compile error", 2: "early for rerun", 3: "fragment ok"}
-TRAIN_SETTINGS = {  # widget key -> value; small runs that finish in seconds
-    "train_layers": 1,
-    "train_embed": 16,
-    "train_steps": 100,
-    "train_batch": 8,
-    "train_seq": 32,
-    "train_eval_every": 50,
-    "train_eval_chars": 4096,
-    "train_sample_every": 50,
-    "train_sample_length": 80,
+TRAIN_SETTINGS = {  # config field -> value; small runs that finish in seconds
+    "num_layers": 1,
+    "embed_size": 16,
+    "steps": 100,
+    "batch_size": 8,
+    "seq_len": 32,
+    "eval_every": 50,
+    "eval_chars": 4096,
+    "sample_every": 50,
+    "sample_length": 80,
 }
+# the Train page's widget keys: train_<field> now, shorter names in earlier versions
+OLD_KEYS = {"hidden_size": "hidden", "num_layers": "layers", "embed_size": "embed"}
+OLD_KEYS |= {"batch_size": "batch", "seq_len": "seq"}
 
 
 def free_port() -> int:
@@ -200,13 +203,20 @@ class Session:
             self.errors_shown.append(el.body[:200])
         return texts
 
+    def _widget(self, field: str):
+        for key in (f"train_{field}", f"train_{OLD_KEYS.get(field, field)}"):
+            if key in self.widgets:
+                return self.widgets[key]
+        return None
+
     def _states(self, values: dict, click: str | None = None):
         from streamlit.proto.WidgetStates_pb2 import WidgetState
 
         out = []
-        for key, value in values.items():
-            el = self.widgets.get(key)
+        for field, value in values.items():
+            el = self._widget(field)
             if el is None:
+                self.failures.append(f"the Train page has no widget for {field}")
                 continue
             ws = WidgetState(id=el.id)
             if getattr(el, "data_type", 0) == 1:  # FLOAT number_input
@@ -230,9 +240,9 @@ class Session:
 
     async def train(self) -> None:
         await self.open_page("train")
-        settings = dict(TRAIN_SETTINGS, train_hidden=self.hidden)
+        settings = dict(TRAIN_SETTINGS, hidden_size=self.hidden)
         if self.behaviour == "abandon":
-            settings["train_steps"] = 5000  # still training (or queued) when the tab closes
+            settings["steps"] = 5000  # still training (or queued) when the tab closes
         if "train_start" not in self.widgets:
             self.failures.append("train page has no Start button")
             return
@@ -240,6 +250,8 @@ class Session:
             page="train", states=self._states(settings, click="train_start"), what="start"
         )
         self._read_train(texts)
+        if not any(f"1×{self.hidden}" in t for t in texts):
+            self.failures.append(f"the run did not get the settings (no 'LSTM 1×{self.hidden}')")
         # watch it the way the live fragment does, until it ends (or a while after time is up:
         # a queue of runs on two cores takes a while to drain)
         polls = 0
