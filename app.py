@@ -9,7 +9,7 @@ import logging
 
 import streamlit as st
 
-from ui import common, state
+from ui import common, nav, state
 
 st.set_page_config(page_title="charrnn playground", page_icon="🔤", layout="wide")
 if not logging.getLogger("charrnn").handlers:
@@ -17,14 +17,6 @@ if not logging.getLogger("charrnn").handlers:
 state.configure_torch()
 state.ensure_state()
 
-pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/data.py", title="Data", icon=":material/description:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/runs.py", title="Runs", icon=":material/table_chart:"),
-    st.Page("pages/sample.py", title="Sample", icon=":material/edit_note:"),
-    st.Page("pages/gates.py", title="Gates", icon=":material/grid_on:"),
-]
-page = st.navigation(pages)
+page = st.navigation(nav.pages())
 common.sidebar()
 page.run()

@@ -23,8 +23,23 @@ def plain(text) -> str:
 
 
 def header(title: str, intro: str) -> None:
+    """The top of every page. Also makes sure the page runs inside app.py (see below)."""
+    _require_entry()
     st.title(title)
     st.markdown(intro)
+
+
+def _require_entry() -> None:
+    # NOTE: Streamlit keeps its legacy pages/ mode until some session calls st.navigation, so
+    # when the first request after a start is a deep link (/train?owner=...), it runs
+    # pages/train.py alone, without app.py's navigation, sidebar and session set-up, and
+    # stays in that mode. Calling st.navigation here switches the process over for good; the
+    # rerun then goes through app.py to the same page.
+    if not st.session_state.get("entered_via_app"):
+        from ui import nav
+
+        st.navigation(nav.pages(), position="hidden")
+        st.rerun()
 
 
 def show_code(*objects, label: str = "Show code") -> None:

@@ -73,6 +73,7 @@ def _session_lease(token: str):
 def ensure_state() -> None:
     """Initialise every plain (non-widget) session key once. Called by app.py on every run."""
     _session_lease(owner())
+    st.session_state["entered_via_app"] = True  # see ui.common._require_entry
     defaults = {
         "corpus": None,  # charrnn.corpus.Corpus chosen on the Data page (Train uses it)
         "corpus_source": DEFAULT_CORPUS,  # how it was chosen, shown on the Data page
