@@ -81,7 +81,7 @@ def use(corpus: Corpus, source: str) -> None:
 
 
 def describe(corpus: Corpus) -> None:
-    text, bits = corpus.text, corpus.unigram_entropy_bits()
+    text, (bits, counts) = corpus.text, state.corpus_summary(corpus.sha256, corpus)
     st.subheader(f"In use: {common.plain(corpus.name)}")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Characters", f"{len(text):,}")
@@ -94,9 +94,7 @@ def describe(corpus: Corpus) -> None:
         f"{math.log2(len(corpus.vocab)):.3f}. Training is about going below "
         "the first number by using context."
     )
-    st.plotly_chart(
-        char_frequency_figure(corpus.char_counts()), key="data_freq_chart", width="stretch"
-    )
+    st.plotly_chart(char_frequency_figure(counts), key="data_freq_chart", width="stretch")
     st.markdown("**Preview** (the first 1,000 characters)")
     st.code(text[:1000], language=None, wrap_lines=True, height=260)
 

@@ -155,6 +155,17 @@ def saturation(tr: trace.Trace, layer: int) -> None:
     st.plotly_chart(saturation_figure(sat), key="gates_saturation_chart", width="stretch")
 
 
+def traced(loaded, text: str) -> trace.Trace:
+    """The trace of this text, reused while only the view changes (unit, layer, quantity).
+    Live weights of a training run change between reruns, so they are traced every time."""
+    key = (st.session_state.get("gates_model"), id(loaded.model), text)
+    kept = st.session_state.get("gates_trace")
+    if loaded.live or kept is None or kept[0] != key:
+        kept = (key, trace.trace(loaded.model, loaded.vocab, text))
+        st.session_state["gates_trace"] = kept
+    return kept[1]
+
+
 def body() -> None:
     loaded = models.choose("gates")
     if loaded is None:
@@ -163,7 +174,7 @@ def body() -> None:
     if not check(loaded, text):
         return
     try:
-        tr = trace.trace(loaded.model, loaded.vocab, text)
+        tr = traced(loaded, text)
     except CorpusError as e:
         st.error(common.plain(e))
         return

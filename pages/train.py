@@ -251,7 +251,7 @@ def body() -> None:
     corpus = state.current_corpus()
     if corpus is None:
         return
-    bits = corpus.unigram_entropy_bits()
+    bits, _ = state.corpus_summary(corpus.sha256, corpus)
     st.caption(
         f"Corpus: **{corpus.name}**, {len(corpus.text):,} characters, {len(corpus.vocab)} "
         f"distinct, unigram entropy {bits:.3f} bits/char. Change it on the Data page."

@@ -79,6 +79,8 @@ def ensure_state() -> None:
         "corpus_source": DEFAULT_CORPUS,  # how it was chosen, shown on the Data page
         "sample_result": None,  # the last generated sample, kept across reruns
         "runs_upload_results": {},  # uploaded file id -> (accepted, message), handled once
+        "train_fold": False,  # fold the Train settings on the next run (a run just started)
+        "gates_trace": None,  # (key, trace.Trace) of the Gates page's text, reused across views
     }
     for key, value in defaults.items():
         if key not in st.session_state:
@@ -107,6 +109,13 @@ def load_preset(name: str) -> Corpus:
         finally:
             bar.empty()
     return _preset(name)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def corpus_summary(sha256: str, _corpus: Corpus) -> tuple[float, list[tuple[str, int]]]:
+    """Unigram entropy (bits per char) and character counts, computed once per text (about
+    0.1 s for tiny Shakespeare, too much for every rerun). Keyed by the text's sha256."""
+    return _corpus.unigram_entropy_bits(), _corpus.char_counts()
 
 
 def current_corpus() -> Corpus | None:
