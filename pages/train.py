@@ -153,6 +153,9 @@ def start(corpus, m: dict, t: dict, cells: tuple[str, ...]) -> None:
         if len(cells) > 1:
             raise ValueError(f"Compare cells starts {len(cells)} runs at once, and {e}") from None
         raise
+    # the run just started (the LSTM of a comparison) becomes the model Sample and Gates show
+    # first; the picker keys belong to those pages, whose widgets are not on this one
+    st.session_state["sample_model"] = st.session_state["gates_model"] = f"run:{jobs[-1].id}"
 
 
 def controls(corpus, m: dict, t: dict) -> None:

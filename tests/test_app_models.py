@@ -4,7 +4,14 @@ the Sample, Gates and Runs pages; GRU and RNN gate views."""
 import pytest
 
 pytest.register_assert_rewrite("tests.app_fixtures")
-from tests.app_fixtures import charts, new_app, open_page, save_checkpoint, texts  # noqa: E402
+from tests.app_fixtures import (  # noqa: E402
+    charts,
+    new_app,
+    open_page,
+    save_checkpoint,
+    texts,
+    train_tiny,
+)
 
 pytest_plugins = ["tests.app_fixtures"]
 
@@ -92,3 +99,16 @@ def test_user_file_names_are_shown_literally(app_env, tmp_path):
     shown = [m.value for m in at.markdown if "javascript" in m.value]
     assert shown and "[link](" not in shown[0] and "\\*\\*big\\*\\*" in shown[0]
     assert texts(at.success)[0].startswith(name)  # and reads back exactly as uploaded
+
+
+def test_a_new_run_becomes_the_default_model(app_env):
+    save_checkpoint(app_env, "lstm-bundled.safetensors")
+    at = open_page(new_app(), "sample")
+    assert at.selectbox(key="sample_model").value == "bundled:lstm-bundled.safetensors"
+    train_tiny(at, steps=5)
+    for page in ("sample", "gates"):
+        open_page(at, page)
+        assert at.selectbox(key=f"{page}_model").value.startswith("run:")
+    # the bundled model is still one pick away
+    at.selectbox(key="gates_model").set_value("bundled:lstm-bundled.safetensors").run()
+    assert not at.exception and at.get("plotly_chart")
