@@ -325,7 +325,7 @@ class TrainingJob:
         try:
             if trainer.step > 0:
                 if trainer.final_val_loss() is None or status == STOPPED:
-                    trainer.evaluate()
+                    trainer.evaluate(final=True)  # whole split, fp32: what the file records
                 self._publish(trainer)
                 self._save(trainer)
         except Exception as e:
