@@ -12,8 +12,8 @@ import streamlit as st
 from ui import common, nav, state
 
 st.set_page_config(page_title="charrnn playground", page_icon="🔤", layout="wide")
-if not logging.getLogger("charrnn").handlers:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+# the only place logging is configured (a no-op after the first run)
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 state.configure_torch()
 state.ensure_state()
 
