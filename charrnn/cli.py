@@ -262,7 +262,7 @@ def cmd_trace(args) -> None:
 def cmd_bench(args) -> None:
     from . import bench
 
-    bench.main(as_json=args.json, quality=args.quality, minutes=args.minutes)
+    bench.main(as_json=args.json, quality_run=args.quality, minutes=args.minutes)
 
 
 COMMANDS = {

@@ -47,6 +47,37 @@ def probabilities(logits: torch.Tensor, temperature: float, top_k: int | None = 
     return torch.softmax(logits / temperature, dim=-1)
 
 
+class Stepper:
+    """Feeds a model one character at a time, for sampling.
+
+    It calls torch's fused single-step kernels (torch.lstm_cell / gru_cell / rnn_tanh_cell, the
+    ones nn.LSTMCell uses) with the model's own weights. At batch 1 on a CPU this is about ten
+    times faster than calling nn.LSTM per character, whose oneDNN path has a large fixed cost
+    per call; the arithmetic, and so the text, is the same.
+    """
+
+    OPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
+
+    def __init__(self, model: CharRNN, state):
+        self.model, self.op = model, self.OPS[model.config.cell]
+        self.is_lstm = model.config.cell == "lstm"
+        rnn, L = model.rnn, model.config.num_layers
+        self.weights = [
+            [getattr(rnn, f"{w}_l{k}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            for k in range(L)
+        ]
+        # per layer: h (1, H), or an (h, c) pair for an LSTM
+        self.layers = [(state[0][k], state[1][k]) if self.is_lstm else state[k] for k in range(L)]
+
+    def __call__(self, token: int) -> torch.Tensor:
+        """Logits (V,) after reading one more character."""
+        x = self.model.embed.weight[token][None]  # (1, E)
+        for k, w in enumerate(self.weights):
+            self.layers[k] = self.op(x, self.layers[k], *w)
+            x = self.layers[k][0] if self.is_lstm else self.layers[k]  # (1, H)
+        return self.model.head(x)[0]
+
+
 def _warm(model: CharRNN, vocab: Vocab, prime: str):
     """Run the prime through the model; return the logits after its last char and the state."""
     idx = vocab.encode(prime).to(model.device)[None]  # (1, P)
@@ -73,14 +104,12 @@ def stream(
     else:
         gen.manual_seed(seed)
     logits, state = _warm(model, vocab, prime)
-    token = torch.empty(1, 1, dtype=torch.long, device=model.device)
+    stepper = Stepper(model, state)
     for _ in range(length):
         probs = probabilities(logits, temperature, top_k)
         nxt = int(torch.multinomial(probs, 1, generator=gen))
         yield vocab.chars[nxt]
-        token.fill_(nxt)
-        out, _, state = model(token, None, state)
-        logits = out[0, -1]
+        logits = stepper(nxt)
 
 
 def generate(

@@ -211,3 +211,17 @@ def test_checkpoint_made_on_another_device_loads_on_cpu(tmp_path):
     # safetensors stores plain bytes; saving always goes through the CPU, loading lands there
     model, path = _saved(tmp_path, "lstm")
     assert checkpoint.load(path).model.device.type == "cpu"
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("backend", ["torch", "scratch"])
+def test_fast_stepper_matches_the_full_forward(cell, backend):
+    from charrnn.sampling import Stepper
+
+    model = _model(cell, backend)
+    idx = VOCAB.encode("ROMEO: a rose")
+    with torch.no_grad():
+        full = model(idx[None])[0][0]  # (T, V)
+        stepper = Stepper(model, model.init_state(1))
+        stepped = torch.stack([stepper(int(i)) for i in idx])
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=0)
