@@ -11,8 +11,14 @@ import html
 import math
 
 import numpy as np
+import pandas  # noqa: F401  (see below)
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+# NOTE: pandas is imported here, eagerly, because plotly imports it lazily on a figure's first
+# use; several sessions drawing their first chart at once could then see a half-imported
+# pandas ("partially initialized module 'pandas' has no attribute 'Series"), as the load test
+# showed. Importing it once at module load closes that race.
 
 LN2 = math.log(2)
 HEIGHT = 380  # pixels; every chart has a fixed height so live pages do not jump
