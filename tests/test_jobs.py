@@ -10,8 +10,9 @@ import pytest
 
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.corpus import corpus_from_text
-from charrnn.jobs import JobRegistry, TrainingJob, new_id, new_owner
+from charrnn.jobs import TrainingJob, new_id, new_owner
 from charrnn.limits import LIMITS
+from charrnn.registry import JobRegistry
 from charrnn.storage import owner_key
 
 TINY_MODEL = dict(cell="rnn", hidden_size=8, num_layers=1, embed_size=4)

@@ -18,7 +18,8 @@ import torch
 from charrnn import corpus as corpora
 from charrnn.checkpoint import Checkpoint
 from charrnn.corpus import Corpus, CorpusError
-from charrnn.jobs import JobRegistry, new_id, new_owner
+from charrnn.jobs import new_id, new_owner
+from charrnn.registry import JobRegistry
 
 OWNER_PARAM = "owner"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
