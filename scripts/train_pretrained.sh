@@ -2,7 +2,7 @@
 # Rebuild the bundled checkpoints in checkpoints/ with the project's own command line.
 # Each run records its command, device, training time and held-out metrics in its metadata;
 # the README's table lists what each one reached. One thread per run (THREADS=N to change):
-# run two at once on a two-core machine. About 40 minutes per model on a busy 2-core box.
+# run two at once on a two-core machine. About 20 minutes per model on a quiet 2-core box.
 #
 #   bash scripts/train_pretrained.sh            # all three
 #   bash scripts/train_pretrained.sh lstm       # just one
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 common=(--corpus tiny-shakespeare --layers 2 --hidden 288 --embed 64 --seq-len 128
-        --batch-size 64 --lr 3e-3 --schedule cosine --warmup-steps 100 --min-lr-ratio 0.05
+        --batch-size 64 --lr 4e-3 --schedule cosine --warmup-steps 100 --min-lr-ratio 0.05
         --grad-clip 1.0 --eval-every 500 --sample-every 0 --seed 1337)
 
 train() {  # cell, steps, dropout
@@ -23,9 +23,9 @@ cells=("$@")
 [ ${#cells[@]} -gt 0 ] || cells=(lstm gru rnn)
 for cell in "${cells[@]}"; do
   case "$cell" in
-    lstm) train lstm 5000 0.2 ;;
-    gru) train gru 5000 0.2 ;;
-    rnn) train rnn 5000 0.0 ;;
+    lstm) train lstm 3000 0.1 ;;
+    gru) train gru 3000 0.1 ;;
+    rnn) train rnn 3000 0.0 ;;
     *) echo "error: unknown cell $cell (lstm, gru or rnn)" >&2; exit 2 ;;
   esac
 done

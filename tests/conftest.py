@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
+
+import charrnn  # noqa: F401  (before torch: it sets OpenMP's passive waiting)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -19,7 +20,15 @@ _CACHE = Path(tempfile.mkdtemp(prefix="charrnn-test-cache-"))
 os.environ["CHARRNN_CACHE"] = str(_CACHE)
 if SHARED_TEXT.is_file():
     shutil.copyfile(SHARED_TEXT, _CACHE / "tinyshakespeare.txt")
-torch.set_num_threads(1)
+
+
+def _one_torch_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+_one_torch_thread()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,3 +1,6 @@
 """Streamlit-only helpers shared by the pages: session state, the process-wide job registry,
 the owner token in the URL, model choosers and the page frame. The core (`charrnn`) never
 imports this package."""
+
+# charrnn first: it sets OpenMP's passive waiting before any module here loads torch.
+import charrnn  # noqa: E402, F401
