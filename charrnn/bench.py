@@ -27,21 +27,32 @@ from .training import Trainer, build_model
 LN2 = math.log(2)
 
 
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _timed(fn, seconds: float, min_reps: int = 3) -> float:
-    """Median seconds per call of fn over about `seconds` of wall time (after one warm-up)."""
+    """Median seconds per call of fn over about `seconds` of wall time (after one warm-up).
+    On a GPU each call is waited for, so queued kernels are not mistaken for speed."""
     fn()
+    _sync()
     times, deadline = [], time.perf_counter() + seconds
     while len(times) < min_reps or time.perf_counter() < deadline:
         t0 = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t0)
     times.sort()
     return times[len(times) // 2]
 
 
-def matmul_gflops(dtype=torch.float32, n: int = 2048, seconds: float = 2.0) -> float:
-    """The machine's dense matmul rate for this dtype, the yardstick for the training rate."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def matmul_gflops(device, dtype=torch.float32, n: int = 2048, seconds: float = 2.0) -> float:
+    """The device's dense matmul rate for this dtype, the yardstick for the training rate."""
+    a, b = (
+        torch.randn(n, n, device=device, dtype=dtype),
+        torch.randn(n, n, device=device, dtype=dtype),
+    )
     return 2 * n**3 / _timed(lambda: a @ b, seconds) / 1e9
 
 
@@ -64,14 +75,14 @@ class NotebookLSTM(nn.Module):
         return self.decoder(out.view(B, -1)), hidden
 
 
-def notebook_step_fn(V=65, H=100, L=2, B=100, T=200):
+def notebook_step_fn(device, V=65, H=100, L=2, B=100, T=200):
     """One training step of the notebook: a Python loop over T characters, the loss summed."""
-    model = NotebookLSTM(V, H, L)
+    model = NotebookLSTM(V, H, L).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    x, y = torch.randint(V, (B, T)), torch.randint(V, (B, T))
+    x, y = torch.randint(V, (B, T), device=device), torch.randint(V, (B, T), device=device)
 
     def step():
-        hidden = (torch.zeros(L, B, H), torch.zeros(L, B, H))
+        hidden = (torch.zeros(L, B, H, device=device), torch.zeros(L, B, H, device=device))
         model.zero_grad()
         loss = 0
         for c in range(T):
@@ -193,11 +204,11 @@ def run(seconds: float = 4.0) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    r["matmul_fp32_gflops"] = matmul_gflops(torch.float32)
-    r["matmul_bf16_gflops"] = matmul_gflops(torch.bfloat16)
+    r["matmul_fp32_gflops"] = matmul_gflops(device, torch.float32)
+    r["matmul_bf16_gflops"] = matmul_gflops(device, torch.bfloat16)
 
     # 1 vs 2: the notebook's loop against our step on the same model and batch
-    seed_s = _timed(notebook_step_fn(), seconds)
+    seed_s = _timed(notebook_step_fn(device), seconds)
     ours = trainer_for(hidden=100, layers=2, batch=100, seq=200, embed=100, lr=0.01)
     ours_s = bench_step(ours, seconds)
     r["seed_loop"] = {"steps_per_s": 1 / seed_s, "chars_per_s": 20_000 / seed_s}
