@@ -2,6 +2,10 @@
 
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except ValueError as e:  # a bad CHARRNN_* setting, found while the limits load
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 sys.exit(main())

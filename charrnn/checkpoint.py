@@ -109,6 +109,7 @@ def save(path, model: CharRNN, vocab: Vocab, **record) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a checkpoint is meant to be read
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -116,14 +117,14 @@ def save(path, model: CharRNN, vocab: Vocab, **record) -> Path:
     return path
 
 
-def _json_field(meta: dict, key: str):
+def _json_field(meta: dict, key: str, name: str):
     if key not in meta:
-        raise CheckpointError(f"the checkpoint's metadata has no {key!r} entry")
+        raise CheckpointError(f"{name}: the checkpoint's metadata has no {key!r} entry")
     try:
         return json.loads(meta[key])
     except json.JSONDecodeError as e:
         raise CheckpointError(
-            f"the checkpoint's {key!r} entry is not valid JSON ({e.msg})"
+            f"{name}: the checkpoint's {key!r} entry is not valid JSON ({e.msg})"
         ) from None
 
 
@@ -196,16 +197,16 @@ def from_bytes(data: bytes, name: str = "checkpoint") -> Checkpoint:
             f"(schema {meta.get('schema')!r}, expected {SCHEMA!r})"
         )
     try:
-        model_config = from_dict(ModelConfig, _json_field(meta, "model_config"))
-        raw_train = _json_field(meta, "train_config")
+        model_config = from_dict(ModelConfig, _json_field(meta, "model_config", name))
+        raw_train = _json_field(meta, "train_config", name)
         train_config = from_dict(TrainConfig, raw_train) if raw_train is not None else None
-        chars = _json_field(meta, "vocab")
+        chars = _json_field(meta, "vocab", name)
         if not (isinstance(chars, list) and all(isinstance(c, str) and len(c) == 1 for c in chars)):
-            raise CheckpointError("the vocabulary is not a list of single characters")
+            raise CheckpointError(f"{name}: the vocabulary is not a list of single characters")
         vocab = Vocab(chars)
+    except CheckpointError:
+        raise
     except (TypeError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise CheckpointError(f"{name}: {e}") from None
         raise CheckpointError(f"{name} has an invalid config: {e}") from None
     if len(vocab) != model_config.vocab_size:
         raise CheckpointError(
@@ -215,8 +216,8 @@ def from_bytes(data: bytes, name: str = "checkpoint") -> Checkpoint:
     model = CharRNN(model_config)
     _check_tensors(model, tensors, name)
     model.load_state_dict(tensors, strict=True)
-    history = _json_field(meta, "history")
-    corpus, info = _json_field(meta, "corpus"), _json_field(meta, "info")
+    history = _json_field(meta, "history", name)
+    corpus, info = _json_field(meta, "corpus", name), _json_field(meta, "info", name)
     if not isinstance(history, list) or not isinstance(corpus, dict) or not isinstance(info, dict):
         raise CheckpointError(f"{name} has a malformed history, corpus or info entry")
     return Checkpoint(model.eval(), vocab, train_config, history, corpus, info)

@@ -8,6 +8,8 @@ import argparse
 import json
 import logging
 import math
+import os
+import re
 import sys
 from dataclasses import MISSING, fields
 
@@ -78,8 +80,8 @@ def build_parser() -> Parser:
     p.add_argument("--prime", default="\n")
     p.add_argument("--length", type=int, default=300)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--top-k", type=int, default=0, help="keep the k likeliest; 0 = all")
+    p.add_argument("--seed", type=int, default=None, help="0 to 2**63-1; same seed, same text")
 
     p = sub.add_parser("eval", help="loss of a checkpoint on a corpus's held-out split")
     p.add_argument("checkpoint")
@@ -109,6 +111,7 @@ def cmd_train(args) -> None:
     from .jobs import TrainingJob
 
     model_config, train_config = _config_from(args, ModelConfig), _config_from(args, TrainConfig)
+    threads, out = _torch_threads(args.threads), _out_path(args.out)  # refuse before any work
     bars = []  # the download bar appears only if a download really happens
 
     def progress(done, total):
@@ -133,7 +136,7 @@ def cmd_train(args) -> None:
         corpus,
         model_config,
         train_config,
-        checkpoint_path=_out_path(args.out),
+        checkpoint_path=out,
         extra={"command": command},
     )
     trainer = job.trainer
@@ -151,7 +154,7 @@ def cmd_train(args) -> None:
         f"[{trainer.device}{', bf16' if trainer.bf16 else ''}]",
         file=sys.stderr,
     )
-    job._start(threads=_torch_threads(args.threads))
+    job._start(threads=threads)
     try:
         while job.status == "running":
             job.join(timeout=0.5)
@@ -171,8 +174,6 @@ def cmd_train(args) -> None:
 
 
 def _torch_threads(asked: int | None) -> int:
-    import os
-
     cores = os.cpu_count() or 1
     if asked is None:
         return cores
@@ -189,22 +190,37 @@ def _out_path(out: str):
         raise ValueError(f"--out must end in .safetensors, got {out!r}")
     if path.is_dir():
         raise ValueError(f"--out {out!r} is a folder: give a file name")
+    if not path.parent.is_dir():
+        raise ValueError(f"--out: the folder {str(path.parent)!r} does not exist; create it first")
     return path
 
 
 def cmd_sample(args) -> None:
     from .checkpoint import load
-    from .sampling import stream
+    from .sampling import check_sampling_args, stream
 
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be between 0 and {2**63 - 1}, got {args.seed}")
     ckpt = load(args.checkpoint)
-    prime = args.prime.encode().decode("unicode_escape") if "\\" in args.prime else args.prime
+    prime, top_k = unescape(args.prime), args.top_k or None
+    # every check before the first character is printed: an error leaves stdout empty
+    check_sampling_args(ckpt.vocab, prime, args.length, args.temperature, top_k)
     sys.stdout.write(prime)
     for ch in stream(
-        ckpt.model, ckpt.vocab, prime, args.length, args.temperature, args.top_k, args.seed
+        ckpt.model, ckpt.vocab, prime, args.length, args.temperature, top_k, args.seed
     ):
         sys.stdout.write(ch)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """Turn the shell-friendly escapes \\n, \\t, \\r and \\\\ into the characters; leave
+    everything else, non-ASCII text included, exactly as typed."""
+    return re.sub(r"\\([ntr\\])", lambda m: ESCAPES[m.group(1)], text)
 
 
 def eval_checkpoint(ckpt, corpus) -> dict:
@@ -282,6 +298,9 @@ def main(argv=None) -> int:
     )
     try:
         COMMANDS[args.command](args)
+    except BrokenPipeError:  # `... | head`: the reader has all it wanted; exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -149,6 +149,11 @@ def decode_bytes(data: bytes, name: str = "file", encoding: str = "utf-8") -> st
     asked, since it accepts any bytes and would hide a wrong guess."""
     if encoding not in ENCODINGS:
         raise CorpusError(f"encoding must be one of {', '.join(ENCODINGS)}; got {encoding!r}")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise CorpusError(
+            f"{name} is UTF-16 text (it starts with a UTF-16 byte-order mark): save it as UTF-8 "
+            "and try again."
+        )
     if b"\x00" in data:
         raise CorpusError(
             f"{name} looks like binary data (a NUL byte at byte {data.index(0):,}), not text: "

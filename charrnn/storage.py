@@ -39,7 +39,8 @@ def safe_name(name: str, default: str = "run", max_len: int = 64) -> str:
     >>> safe_name("../../etc/passwd")
     'etc-passwd'
     """
-    text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    text = str(name).replace("×", "x")  # "LSTM 2×64" must not become "LSTM-264"
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     text = _UNSAFE.sub("-", text)
     text = re.sub(r"\.{2,}", ".", re.sub(r"[-.]*-[-.]*", "-", text))  # no '..', one '-'
     text = text.strip("-._")[:max_len].strip("-._")

@@ -109,3 +109,66 @@ def test_bad_inputs_with_a_real_checkpoint(trained, tmp_path):
     short.write_text("a short text, far too short")
     line = _one_error_line(run("train", "--corpus", str(short), check=False))
     assert "needs at least" in line
+
+
+def test_prime_escapes_keep_non_ascii_text():
+    from charrnn.cli import unescape
+
+    assert unescape("Café\\n") == "Café\n"
+    assert unescape("a\\tb\\\\n") == "a\tb\\n"
+    assert unescape("ROMEO:") == "ROMEO:"
+
+
+def test_sample_checks_everything_before_printing(trained):
+    result = run("sample", str(trained), "--prime", "Héllo 😀", check=False)
+    assert "'é', '😀'" in _one_error_line(result) and result.stdout == ""
+    result = run("sample", str(trained), "--seed", str(2**70), check=False)
+    assert "--seed must be between 0 and" in _one_error_line(result)
+    greedy_all = run("sample", str(trained), "--top-k", "0", "--length", "10", "--seed", "1")
+    assert len(greedy_all.stdout) > 10
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--threads", "0"], "--threads must be between 1 and"),
+        (["train", "--out", "/no/such/folder/x.safetensors"], "does not exist; create it first"),
+    ],
+)
+def test_train_refuses_before_any_work(args, fragment):
+    result = run(*args, check=False)
+    assert fragment in _one_error_line(result) and result.stdout == ""
+
+
+def test_a_bad_limit_variable_is_one_error_line():
+    env = dict(os.environ, CHARRNN_MAX_HIDDEN="abc")
+    result = subprocess.run(
+        [sys.executable, "-m", "charrnn", "sample", "x.safetensors"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert "CHARRNN_MAX_HIDDEN='abc' is not a whole number" in _one_error_line(result)
+
+
+def test_a_closed_pipe_is_not_an_error(trained):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "trace",
+            str(trained),
+            "--text",
+            "To be, or not to be" * 20,
+            "--json",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.read(10)
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0 and proc.stderr.read() == b""

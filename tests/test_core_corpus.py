@@ -179,3 +179,8 @@ def test_streams_continue_across_batches_and_wrap():
     assert torch.equal(y1, x1 + 1)
     x3, _ = s()  # 25 characters per stream: a third chunk of 10 does not fit, so it wraps
     assert s.reset and torch.equal(x3, x1)
+
+
+def test_utf16_is_named_as_such():
+    with pytest.raises(CorpusError, match="UTF-16 text"):
+        corpus_from_bytes("hello".encode("utf-16"), "notes.txt")
