@@ -41,12 +41,10 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
 # 20 MB uploads). These flags add what only a Space needs: listen on every interface, and an
 # XSRF cookie with SameSite=None (Streamlit then marks it Secure; *.hf.space is HTTPS) so that
 # uploads work inside the Space page's cross-site iframe instead of failing with 403.
-CMD ["streamlit", "run", "app.py", \
-     "--server.address=0.0.0.0", \
-     "--server.port=8501", \
-     "--server.headless=true", \
-     "--server.fileWatcherType=none", \
-     "--client.toolbarMode=viewer", \
-     "--server.enableXsrfProtection=true", \
-     "--server.xsrfCookieSameSite=none", \
-     "--browser.gatherUsageStats=false"]
+# A bad CHARRNN_* setting stops the container at once with the variable named in its log, rather
+# than serving a page that only says so while the health check reports healthy.
+CMD ["sh", "-c", "python -c 'import charrnn.limits' && exec streamlit run app.py \
+     --server.address=0.0.0.0 --server.port=8501 --server.headless=true \
+     --server.fileWatcherType=none --client.toolbarMode=viewer \
+     --server.enableXsrfProtection=true --server.xsrfCookieSameSite=none \
+     --browser.gatherUsageStats=false"]
