@@ -9,11 +9,15 @@ import logging
 
 import streamlit as st
 
-from ui import common, nav, state
-
 st.set_page_config(page_title="charrnn playground", page_icon="🔤", layout="wide")
 # the only place logging is configured (a no-op after the first run)
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+from ui import startup  # noqa: E402, F401  (first: a bad CHARRNN_* setting stops here)
+
+# isort: split
+from ui import common, nav, state  # noqa: E402
+
 state.configure_torch()
 state.ensure_state()
 

@@ -1,5 +1,8 @@
 """Data: choose the text the model learns from, and see what is in it."""
 
+from ui import startup  # noqa: F401  (first: a bad CHARRNN_* setting stops here)
+
+# isort: split
 import math
 
 import streamlit as st

@@ -1,5 +1,8 @@
 """Gates: what every gate of every layer does on every character of a text."""
 
+from ui import startup  # noqa: F401  (first: a bad CHARRNN_* setting stops here)
+
+# isort: split
 import numpy as np
 import streamlit as st
 

@@ -1,5 +1,8 @@
 """Home: what the playground is, and the three things to do next."""
 
+from ui import startup  # noqa: F401  (first: a bad CHARRNN_* setting stops here)
+
+# isort: split
 import streamlit as st
 
 from ui import common

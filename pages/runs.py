@@ -1,5 +1,8 @@
 """Runs: this session's training runs side by side; download, upload and delete checkpoints."""
 
+from ui import startup  # noqa: F401  (first: a bad CHARRNN_* setting stops here)
+
+# isort: split
 import math
 
 import streamlit as st

@@ -1,5 +1,8 @@
 """Sample: make a model write, and see what temperature does to its choices."""
 
+from ui import startup  # noqa: F401  (first: a bad CHARRNN_* setting stops here)
+
+# isort: split
 import time
 
 import streamlit as st

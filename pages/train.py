@@ -1,5 +1,8 @@
 """Train: every knob, a Start button, and the loss curve moving while the run trains."""
 
+from ui import startup  # noqa: F401  (first: a bad CHARRNN_* setting stops here)
+
+# isort: split
 from collections.abc import Callable
 from dataclasses import dataclass
 

@@ -144,3 +144,48 @@ def test_too_big_a_model_is_refused_before_start(app_env, monkeypatch):
     at.run()
     assert "Too big to train here" in texts(at.error)[0]
     assert not [b for b in at.button if b.key == "train_start"]
+
+
+_BAD_ENV_SCRIPT = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
+seen = [[e.value for e in at.error], [str(e.value) for e in at.exception], len(at.title)]
+at.switch_page("pages/train.py").run()
+seen += [[e.value for e in at.error], [str(e.value) for e in at.exception], len(at.title)]
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(
+    "name, value", [("CHARRNN_MAX_HIDDEN", "abc"), ("CHARRNN_MAX_STEPS", "-1")]
+)
+def test_bad_limit_variable_is_one_clear_error_on_every_page(app_env, name, value):
+    # charrnn.limits reads the variables once per process, at import: a fresh interpreter
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.app_fixtures import APP
+
+    env = {**os.environ, name: value}
+    out = subprocess.run(
+        [sys.executable, "-c", _BAD_ENV_SCRIPT, APP],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    errors, exceptions, titles, page_errors, page_exceptions, page_titles = json.loads(
+        out.stdout.strip().splitlines()[-1]
+    )
+    for errs, excs, n_titles in (
+        (errors, exceptions, titles),
+        (page_errors, page_exceptions, page_titles),
+    ):
+        assert excs == [] and n_titles == 0
+        assert len(errs) == 1
+        shown = errs[0].replace("\\", "")
+        assert f"{name}='{value}'" in shown and "restart the server" in shown, shown

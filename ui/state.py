@@ -29,7 +29,11 @@ DEFAULT_CORPUS = "tiny-shakespeare"
 def app_threads() -> int:
     """torch intra-op threads for script threads (sampling, traces): few, so the server and the
     training threads keep their cores. CHARRNN_APP_THREADS overrides."""
-    return max(1, int(os.environ.get("CHARRNN_APP_THREADS", "1")))
+    raw = os.environ.get("CHARRNN_APP_THREADS", "").strip() or "1"
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise ValueError(f"CHARRNN_APP_THREADS={raw!r} is not a whole number") from None
 
 
 def configure_torch() -> None:
