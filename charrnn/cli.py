@@ -88,6 +88,11 @@ def build_parser() -> Parser:
     p.add_argument("--corpus", default="tiny-shakespeare")
     p.add_argument("--encoding", default="utf-8", choices=["utf-8", "latin-1"])
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="also write the figures into the checkpoint's metadata (info.val)",
+    )
 
     p = sub.add_parser("trace", help="every gate of every layer on a text")
     p.add_argument("checkpoint")
@@ -243,12 +248,22 @@ def eval_checkpoint(ckpt, corpus) -> dict:
 
 
 def cmd_eval(args) -> None:
-    from .checkpoint import load
+    from . import checkpoint
     from .corpus import load_corpus
 
-    result = eval_checkpoint(
-        load(args.checkpoint), load_corpus(args.corpus, encoding=args.encoding)
-    )
+    ckpt = checkpoint.load(args.checkpoint)
+    result = eval_checkpoint(ckpt, load_corpus(args.corpus, encoding=args.encoding))
+    if args.record:  # the same file, its info now holding this evaluation
+        info = {**ckpt.info, "val": {k: result[k] for k in ("loss", "bpc", "perplexity", "chars")}}
+        checkpoint.save(
+            args.checkpoint,
+            ckpt.model,
+            ckpt.vocab,
+            train_config=ckpt.train_config,
+            history=ckpt.history,
+            corpus=ckpt.corpus,
+            info=info,
+        )
     if args.json:
         print(json.dumps(result))
     else:

@@ -10,6 +10,7 @@ lock (lock order: registry, then job). Jobs are queued, limited and looked up by
 
 import copy
 import logging
+import math
 import secrets
 import tempfile
 import threading
@@ -345,6 +346,9 @@ class TrainingJob:
                 "train_seconds": round(trainer.elapsed, 1),
                 "steps": trainer.step,
                 "name": self.name,
+                "val": val_summary(
+                    trainer.history[-1].val_loss if trainer.history else None, len(trainer.val_ids)
+                ),
                 **self.extra,
             },
         )
@@ -354,6 +358,13 @@ class TrainingJob:
     def checkpoint_bytes_estimate(self) -> int:
         """About the size of this run's checkpoint: float32 weights plus metadata."""
         return 4 * self.num_params + 512 * 1024
+
+
+def val_summary(loss: float | None, chars: int) -> dict | None:
+    """The validation figures a checkpoint records: nats and bits per char, perplexity."""
+    if loss is None:
+        return None
+    return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss), "chars": chars}
 
 
 class _StopRequested(Exception):

@@ -16,7 +16,8 @@ common=(--corpus tiny-shakespeare --layers 2 --hidden 288 --embed 64 --seq-len 1
 train() {  # cell, steps, dropout
   python -m charrnn train "${common[@]}" --threads "${THREADS:-1}" --cell "$1" --steps "$2" --dropout "$3" \
     --out "checkpoints/$1-2x288-shakespeare.safetensors"
-  python -m charrnn eval "checkpoints/$1-2x288-shakespeare.safetensors" --corpus tiny-shakespeare
+  python -m charrnn eval "checkpoints/$1-2x288-shakespeare.safetensors" --corpus tiny-shakespeare \
+    --record
 }
 
 cells=("$@")

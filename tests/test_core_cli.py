@@ -172,3 +172,19 @@ def test_a_closed_pipe_is_not_an_error(trained):
     proc.stdout.read(10)
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0 and proc.stderr.read() == b""
+
+
+def test_eval_record_writes_the_figures_into_the_checkpoint(trained, tmp_path):
+    import shutil
+
+    from charrnn import checkpoint
+
+    copy = tmp_path / "copy.safetensors"
+    shutil.copyfile(trained, copy)
+    before = checkpoint.load(copy)
+    shown = json.loads(run("eval", str(copy), "--json", "--record").stdout)
+    after = checkpoint.load(copy)
+    assert after.info["val"]["loss"] == pytest.approx(shown["loss"])
+    assert after.info["created"] == before.info["created"]
+    assert after.history == before.history
+    assert checkpoint.load(trained).info["val"]["chars"] == shown["chars"]  # set by training
