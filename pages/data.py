@@ -81,6 +81,7 @@ def choose() -> bool:
 def use(corpus: Corpus, source: str) -> None:
     if st.session_state.get("corpus") is not corpus:
         st.session_state["corpus"], st.session_state["corpus_source"] = corpus, source
+        state.remember_corpus(corpus, source)  # a refresh finds it again (same owner link)
 
 
 def describe(corpus: Corpus) -> None:

@@ -114,6 +114,8 @@ def knobs(vocab_size: int) -> tuple[dict, dict]:
     columns = more.columns(3)
     for i, k in enumerate(MORE_KNOBS):
         t[k.field] = widget(columns[i % 3], k, getattr(T, k.field))
+    # kept for this owner, so a refresh (a new session) starts from the same settings
+    state.remember_train({f"train_{name}": value for name, value in {**m, **t}.items()})
     return {**m, "vocab_size": vocab_size}, t
 
 

@@ -10,7 +10,9 @@ refreshed page reads it back and finds its jobs in the registry, which lives in
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import streamlit as st
 import torch
@@ -19,6 +21,7 @@ from charrnn import corpus as corpora
 from charrnn.checkpoint import Checkpoint
 from charrnn.corpus import Corpus, CorpusError
 from charrnn.jobs import new_id, new_owner
+from charrnn.limits import LIMITS
 from charrnn.registry import JobRegistry
 
 OWNER_PARAM = "owner"
@@ -77,7 +80,11 @@ def _session_lease(token: str):
 
 def ensure_state() -> None:
     """Initialise every plain (non-widget) session key once. Called by app.py on every run."""
-    _session_lease(owner())
+    token = owner()
+    _session_lease(token)
+    if "workspace_checked" not in st.session_state:  # a new session: a refresh, a new tab
+        st.session_state["workspace_checked"] = True
+        restore_workspace(token)
     st.session_state["entered_via_app"] = True  # see ui.common._require_entry
     defaults = {
         "corpus": None,  # charrnn.corpus.Corpus chosen on the Data page (Train uses it)
@@ -182,3 +189,115 @@ class UploadStore:
 @st.cache_resource(show_spinner=False)
 def uploads() -> UploadStore:
     return UploadStore()
+
+
+# --- the owner's workspace: what a refresh would otherwise forget -----------------------------
+
+
+@dataclass
+class Workspace:
+    """One owner's choices that outlive a session: the corpus (name and text) and the Train
+    page's widget values (key -> value)."""
+
+    corpus: Corpus | None = None
+    corpus_source: str = DEFAULT_CORPUS
+    train: dict = field(default_factory=dict)
+    touched: float = 0.0  # time.monotonic() of the last save or restore
+
+    def text_cost(self) -> int:
+        """Characters this entry holds on its own (a built-in corpus is shared, so free)."""
+        if self.corpus is None or self.corpus_source in corpora.PRESETS:
+            return 0
+        return len(self.corpus.text)
+
+
+class WorkspaceStore:
+    """Workspaces by owner token, in memory, process-wide. Only the owner's own token finds
+    its entry. Bounded: at most `max_owners` entries and `max_chars` characters of corpus text
+    in all (least recently used first out), and an entry untouched for `ttl_s` is dropped, as
+    runs are. Each text is already within the corpus size limit (it was accepted as one)."""
+
+    def __init__(self, ttl_s: float, max_owners: int = 256, max_chars: int | None = None):
+        self.ttl_s, self.max_owners = ttl_s, max_owners
+        self.max_chars = 4 * LIMITS.max_corpus_bytes if max_chars is None else max_chars
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, Workspace] = OrderedDict()
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, w in self._items.items() if now - w.touched > self.ttl_s]:
+            del self._items[key]
+
+    def _entry(self, owner: str, now: float) -> Workspace:
+        self._expire(now)
+        ws = self._items.setdefault(owner, Workspace())
+        ws.touched = now
+        self._items.move_to_end(owner)
+        return ws
+
+    def _shrink(self) -> None:
+        total = sum(w.text_cost() for w in self._items.values())
+        while self._items and (len(self._items) > self.max_owners or total > self.max_chars):
+            _, dropped = self._items.popitem(last=False)
+            total -= dropped.text_cost()
+
+    def save_corpus(self, owner: str, corpus: Corpus, source: str) -> None:
+        with self._lock:
+            ws = self._entry(owner, time.monotonic())
+            ws.corpus, ws.corpus_source = corpus, source
+            self._shrink()
+
+    def save_train(self, owner: str, values: dict) -> None:
+        with self._lock:
+            self._entry(owner, time.monotonic()).train = dict(values)
+            self._shrink()
+
+    def get(self, owner: str) -> Workspace | None:
+        """A copy of the owner's workspace (None when there is none, or it expired)."""
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            ws = self._items.get(owner)
+            if ws is None:
+                return None
+            ws.touched = now
+            self._items.move_to_end(owner)
+            return Workspace(ws.corpus, ws.corpus_source, dict(ws.train), now)
+
+
+@st.cache_resource(show_spinner=False)
+def workspaces() -> WorkspaceStore:
+    """The process-wide workspaces; entries last as long as finished runs do."""
+    return WorkspaceStore(ttl_s=LIMITS.run_ttl_s)
+
+
+def remember_corpus(corpus: Corpus, source: str) -> None:
+    """The session chose a corpus (Data page): keep it for this owner's next session."""
+    workspaces().save_corpus(owner(), corpus, source)
+
+
+def remember_train(values: dict) -> None:
+    """The Train page's widget values (widget key -> value), kept for the next session."""
+    workspaces().save_train(owner(), values)
+
+
+def restore_workspace(token: str) -> bool:
+    """Put the owner's kept corpus and Train settings into a new session's state, together
+    with the Data page's source picker that matches the corpus. False when there is none."""
+    ws = workspaces().get(token)
+    if ws is None:
+        return False
+    if ws.corpus is not None:
+        st.session_state["corpus"] = ws.corpus
+        st.session_state["corpus_source"] = ws.corpus_source
+        if ws.corpus_source in corpora.PRESETS:
+            st.session_state["data_how"] = "Built-in"
+            st.session_state["data_preset"] = ws.corpus_source
+        elif ws.corpus_source == "pasted text":
+            st.session_state["data_how"] = "Paste text"
+            st.session_state["data_paste"] = ws.corpus.text
+        else:  # an upload: the file itself is not kept, the text is
+            st.session_state["data_how"] = "Upload a .txt"
+    for key, value in ws.train.items():
+        if key.startswith("train_"):
+            st.session_state[key] = value
+    return True
