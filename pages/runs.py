@@ -23,11 +23,11 @@ common.header(
 )
 
 
-def row(s: JobSnapshot) -> dict:
+def row(s: JobSnapshot, label: str) -> dict:
     m = s.model_config
     val = s.val_loss
     return {
-        "run": s.name,
+        "run": label,
         "cell": m.cell.upper() + (" (scratch)" if m.backend == "scratch" else ""),
         "layers": m.num_layers,
         "hidden": m.hidden_size,
@@ -42,10 +42,10 @@ def row(s: JobSnapshot) -> dict:
     }
 
 
-def table_and_curves(snaps: list[JobSnapshot]) -> None:
-    st.dataframe([row(s) for s in snaps], hide_index=True, key="runs_table")
+def table_and_curves(snaps: list[JobSnapshot], labels: dict[str, str]) -> None:
+    st.dataframe([row(s, labels[s.id]) for s in snaps], hide_index=True, key="runs_table")
     unit = st.session_state.get("runs_unit") or "bpc"
-    runs = [{"name": s.name, "history": s.history} for s in snaps]
+    runs = [{"name": labels[s.id], "history": s.history} for s in snaps]
     st.plotly_chart(
         loss_figure(runs, unit=unit, uirevision="runs"),
         key="runs_chart",
@@ -54,13 +54,13 @@ def table_and_curves(snaps: list[JobSnapshot]) -> None:
     )
 
 
-def manage(jobs: dict) -> None:
-    """Download or delete one run."""
+def manage(jobs: dict, labels: dict[str, str]) -> None:
+    """Download or delete one run (deleting asks for a confirmation first)."""
     owner = state.owner()
     chosen = st.selectbox(
         "Run",
         list(jobs),
-        format_func=lambda k: jobs[k].name if k in jobs else k,
+        format_func=lambda k: labels.get(k, k),
         key="runs_pick",
     )
     if chosen is None:
@@ -79,8 +79,28 @@ def manage(jobs: dict) -> None:
     else:
         a.caption("No checkpoint yet: one is written when the run ends or is stopped.")
     if b.button("Delete this run", key="runs_delete", help="Stops it if needed, removes its file"):
+        st.session_state["runs_confirm"] = chosen
+    if st.session_state.get("runs_confirm") != chosen:
+        return
+    label = labels[chosen]
+    active = jobs[chosen].status in ACTIVE
+    st.warning(
+        f"Delete **{common.plain(label)}**?"
+        + (" It is still training and will be stopped." if active else "")
+        + " Its checkpoint file is removed; download it first to keep it. This cannot be undone."
+    )
+    buttons = st.container(horizontal=True)
+    confirm = buttons.button("Confirm delete", type="primary", key="runs_delete_confirm")
+    cancel = buttons.button("Cancel", key="runs_delete_cancel")
+    if confirm or cancel:
+        st.session_state.pop("runs_confirm", None)
+    if confirm:
         with st.spinner("Stopping and deleting..."):
-            state.registry().delete(chosen, owner)
+            deleted = state.registry().delete(chosen, owner)
+        st.session_state["runs_deleted"] = (
+            f"Deleted {label}." if deleted else f"{label} was already gone."
+        )
+    if confirm or cancel:
         st.rerun()
 
 
@@ -125,6 +145,10 @@ def upload() -> None:
 def body() -> None:
     owner = state.owner()
     jobs = {j.id: j for j in sorted(state.registry().owned(owner), key=lambda j: j.created)}
+    labels = state.run_labels(jobs.values())
+    deleted = st.session_state.pop("runs_deleted", None)
+    if deleted:
+        st.success(common.plain(deleted))
     if not jobs:
         st.info("No runs yet in this session: start one on the Train page.")
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
@@ -144,13 +168,13 @@ def body() -> None:
         @st.fragment(run_every=1.0 if running else None)
         def live() -> None:
             snaps = [j.snapshot() for j in jobs.values()]
-            table_and_curves(snaps)
+            table_and_curves(snaps, labels)
             if running and not any(s.active for s in snaps):
                 st.rerun()
 
         live()
         st.subheader("Keep or remove a run")
-        manage(jobs)
+        manage(jobs, labels)
     st.subheader("Uploaded checkpoints")
     upload()
     common.show_code(checkpoint.from_bytes)

@@ -211,35 +211,35 @@ def controls(corpus, m: dict, t: dict) -> None:
         st.toast("Stopping: the run ends after its current step and keeps a checkpoint.")
 
 
-def status_line(snap: JobSnapshot) -> None:
+def status_line(snap: JobSnapshot, name: str) -> None:
     """A progress bar with step, speed and time left, or the run's outcome."""
     if snap.status == QUEUED:
-        st.info(f"{snap.name}: waiting for a free slot (place {snap.queue_position} in the queue)")
+        st.info(f"{name}: waiting for a free slot (place {snap.queue_position} in the queue)")
         return
     done = snap.step / max(1, snap.total_steps)
     text = (
-        f"{snap.name} · step {snap.step:,}/{snap.total_steps:,} · "
+        f"{name} · step {snap.step:,}/{snap.total_steps:,} · "
         f"{snap.chars_per_s:,.0f} chars/s · {common.duration(snap.elapsed_s)} elapsed"
     )
     if snap.status in ACTIVE:
         text += f" · {common.duration(snap.eta_s)} left"
     st.progress(min(1.0, done), text=text)
     if snap.status == FAILED:
-        st.error(common.plain(f"{snap.name} failed: {snap.message}"))
+        st.error(common.plain(f"{name} failed: {snap.message}"))
     elif snap.status == STOPPED:
-        st.warning(f"{snap.name} {snap.message}; its checkpoint is kept (see Runs, Sample).")
+        st.warning(f"{name} {snap.message}; its checkpoint is kept (see Runs, Sample).")
     elif snap.status not in ACTIVE:
         val = f", validation {snap.val_loss / LN2:.3f} bits/char" if snap.val_loss else ""
-        st.success(f"{snap.name} finished{val}. Try it on Sample, or look inside on Gates.")
+        st.success(f"{name} finished{val}. Try it on Sample, or look inside on Gates.")
 
 
-def live_view(snaps: list[JobSnapshot], baseline_bits: float) -> None:
+def live_view(snaps: list[JobSnapshot], baseline_bits: float, labels: dict[str, str]) -> None:
     for snap in snaps:
-        status_line(snap)
+        status_line(snap, labels.get(snap.id, snap.name))
     unit = st.session_state.get("train_unit") or "bpc"
     runs = [
         {
-            "name": s.name,
+            "name": labels.get(s.id, s.name),
             "history": s.history,
             "color": CELL_COLORS.get(s.model_config.cell) if len(snaps) > 1 else None,
         }
@@ -251,7 +251,7 @@ def live_view(snaps: list[JobSnapshot], baseline_bits: float) -> None:
     if samples:
         st.markdown("**Latest samples** (from a copy of the weights, every few steps)")
         for column, s in zip(st.columns(len(samples)), samples, strict=True):
-            column.caption(s.name)
+            column.caption(labels.get(s.id, s.name))
             column.code(s.last_sample, language=None, wrap_lines=True)
 
 
@@ -294,7 +294,7 @@ def body() -> None:
     @st.fragment(run_every=1.0 if running else None)
     def live() -> None:
         snaps = [j.snapshot() for j in jobs]
-        live_view(snaps, bits)
+        live_view(snaps, bits, state.owner_run_labels())
         if running and not any(s.active for s in snaps):
             st.rerun()
 

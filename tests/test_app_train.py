@@ -100,6 +100,8 @@ def test_stop_keeps_a_checkpoint(app_env):
     assert list(at.dataframe[0].value["status"]) == ["stopped"]
     assert at.get("download_button")
     at.button(key="runs_delete").click().run()
+    assert "Delete" in texts(at.warning)[0]  # asks first
+    at.button(key="runs_delete_confirm").click().run()
     assert "No runs yet" in texts(at.info)[0]
 
 
@@ -135,3 +137,34 @@ def test_a_failed_run_shows_its_reason(app_env, monkeypatch):
     monkeypatch.setattr(training.Trainer, "train_step", diverge)
     at = train_tiny(new_app())
     assert "failed: the loss became nan" in texts(at.error)[0]
+
+
+def test_same_settings_runs_have_distinct_labels_and_delete_asks_first(app_env):
+    at = train_tiny(new_app(), steps=5)
+    train_tiny(at, steps=5)  # the very same settings: the same name
+    open_page(at, "runs")
+    labels = list(at.dataframe[0].value["run"])
+    assert len(labels) == 2 and len(set(labels)) == 2
+    assert all(label.startswith("LSTM 1×16") for label in labels)
+    assert at.selectbox(key="runs_pick").options == labels
+    legend = {t["name"] for t in charts(at)[0]["data"]}
+    assert {f"{label} train" for label in labels} <= legend
+    open_page(at, "sample")
+    models = at.selectbox(key="sample_model").options
+    assert len(set(models)) == 2
+    assert all(any(label in o for o in models) for label in labels)
+
+    # Delete asks for a confirmation; Cancel keeps the run
+    open_page(at, "runs")
+    at.selectbox(key="runs_pick").set_value(at.selectbox(key="runs_pick").options[0])
+    at.button(key="runs_delete").click().run()
+    assert not at.exception
+    assert labels[0] in texts(at.warning)[0] and "cannot be undone" in texts(at.warning)[0]
+    assert len(at.dataframe[0].value) == 2
+    at.button(key="runs_delete_cancel").click().run()
+    assert len(at.dataframe[0].value) == 2 and not at.warning
+    # Confirm deletes it and says which one went
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_confirm").click().run()
+    assert f"Deleted {labels[0]}." in texts(at.success)
+    assert list(at.dataframe[0].value["run"]) == ["LSTM 1×16"]  # no longer a repeat

@@ -58,13 +58,14 @@ def sources(owner: str) -> list[Source]:
     """Everything this session may load, bundled first, then its runs (newest first), then its
     uploads."""
     found = [Source(f"bundled:{p.name}", f"bundled: {p.stem}") for p in bundled_files()]
-    jobs = sorted(state.registry().owned(owner), key=lambda j: -j.created)
-    for job in jobs:
+    owned = state.registry().owned(owner)
+    names = state.run_labels(owned)
+    for job in sorted(owned, key=lambda j: -j.created):
         snap = job.snapshot(max_points=1)
         if snap.status in ACTIVE:
-            label = f"your run: {snap.name} (training now: live weights)"
+            label = f"your run: {names[job.id]} (training now: live weights)"
         elif snap.checkpoint_path:
-            label = f"your run: {snap.name} ({snap.status} at step {snap.step})"
+            label = f"your run: {names[job.id]} ({snap.status} at step {snap.step})"
         else:
             continue  # failed before its first checkpoint: nothing to load
         found.append(Source(f"run:{job.id}", label))

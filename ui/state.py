@@ -99,6 +99,37 @@ def ensure_state() -> None:
             st.session_state[key] = value
 
 
+def run_labels(jobs) -> dict[str, str]:
+    """Job id -> the name shown for it everywhere (tables, legends, pickers). Runs with the
+    same settings share a name, so a repeated name gets the run's start time (HH:MM:SS), and
+    a #n when even that repeats. `jobs`: the owner's jobs or their snapshots (.id, .name,
+    .created); pass all of them, so every page labels a run the same way."""
+    jobs = sorted(jobs, key=lambda j: j.created)
+    count: dict[str, int] = {}
+    for j in jobs:
+        count[j.name] = count.get(j.name, 0) + 1
+    labels = {
+        j.id: (
+            f"{j.name} · {time.strftime('%H:%M:%S', time.localtime(j.created))}"
+            if count[j.name] > 1
+            else j.name
+        )
+        for j in jobs
+    }
+    seen: dict[str, int] = {}
+    repeated = {v for v in labels.values() if list(labels.values()).count(v) > 1}
+    for j in jobs:
+        if labels[j.id] in repeated:
+            seen[labels[j.id]] = n = seen.get(labels[j.id], 0) + 1
+            labels[j.id] += f" #{n}"
+    return labels
+
+
+def owner_run_labels() -> dict[str, str]:
+    """run_labels of all of this session's runs."""
+    return run_labels(registry().owned(owner()))
+
+
 # --- corpora ----------------------------------------------------------------------------------
 
 
