@@ -130,6 +130,9 @@ def body() -> None:
     key = (st.session_state.get("sample_model"), args["prime"])
     go = st.button("Generate", type="primary", key="sample_go")
     result = st.session_state.get("sample_result")
+    if go and st.session_state.get("sample_model_gone"):
+        go = False  # the click was meant for the model that is gone (see the warning above)
+        st.info("Nothing generated: check the model now selected, then press Generate again.")
     if go:
         text = write(loaded, args)
         st.session_state["sample_result"] = result = {

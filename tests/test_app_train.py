@@ -168,3 +168,29 @@ def test_same_settings_runs_have_distinct_labels_and_delete_asks_first(app_env):
     at.button(key="runs_delete_confirm").click().run()
     assert f"Deleted {labels[0]}." in texts(at.success)
     assert list(at.dataframe[0].value["run"]) == ["LSTM 1×16"]  # no longer a repeat
+
+
+def test_sample_warns_when_the_chosen_run_was_deleted_elsewhere(app_env):
+    at = train_tiny(new_app(), steps=5)
+    train_tiny(at, hidden_size=24, steps=5)
+    token = at.query_params["owner"]
+    from ui import state
+
+    older = next(j for j in state.registry().owned(token) if j.name == "LSTM 1×16")
+    open_page(at, "sample")
+    at.selectbox(key="sample_model").set_value(f"run:{older.id}").run()
+    assert not at.warning
+    # another tab with the same owner link deletes that run
+    other = open_page(new_app({"owner": token}), "runs")
+    other.selectbox(key="runs_pick").set_value(older.id).run()
+    other.button(key="runs_delete").click().run()
+    other.button(key="runs_delete_confirm").click().run()
+    assert "Deleted LSTM 1×16." in texts(other.success)
+    # back in the first tab, Generate does not silently use another model
+    at.button(key="sample_go").click().run()
+    warning = texts(at.warning)[0]
+    assert "LSTM 1×16" in warning and "is gone" in warning and "this run was deleted" in warning
+    assert "LSTM 1×24" in warning.split("Now selected:")[1]
+    assert at.session_state["sample_result"] is None  # nothing generated with the stand-in
+    at.button(key="sample_go").click().run()
+    assert not at.warning and at.session_state["sample_result"] is not None

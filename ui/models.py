@@ -123,15 +123,33 @@ def choose(prefix: str) -> Loaded | None:
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
         return None
     by_key = {s.key: s for s in options}
+    key = f"{prefix}_model"
+    # the pick of an earlier run that is no longer offered (deleted in another tab with the
+    # same owner link, removed after its TTL, an upload pushed out): Streamlit would quietly
+    # fall back to the first option, so say so
+    before, before_label = st.session_state.get(key), st.session_state.get(f"{key}_label")
+    gone = before is not None and before not in by_key
     # prefer the user's latest pick, else the bundled LSTM (listed first), else the newest run
     chosen = st.selectbox(
         "Model",
         list(by_key),
         format_func=lambda k: by_key[k].label if k in by_key else k,
-        key=f"{prefix}_model",
+        key=key,
         help="Bundled checkpoints are shared and read-only; your runs and uploads are yours.",
         persist_state="session",
     )
+    st.session_state[f"{key}_label"] = by_key[chosen].label
+    st.session_state[f"{key}_gone"] = gone  # the page may hold back an action on this run
+    if gone:
+        kind, _, ident = before.partition(":")
+        why = state.registry().why_missing(ident, owner) if kind == "run" else ""
+        st.warning(
+            common.plain(
+                f"The model you had chosen ({before_label or before}) is gone"
+                + (f": {why}" if why else "")
+                + f". Now selected: {by_key[chosen].label}."
+            )
+        )
     try:
         loaded = load(by_key[chosen], owner)
     except (CheckpointError, OSError) as e:
