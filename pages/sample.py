@@ -54,9 +54,11 @@ def controls(vocab_size: int) -> dict:
         "Prime text",
         "ROMEO:\n",
         height=80,
-        max_chars=LIMITS.max_prime,
+        # NOTE: no max_chars: the browser would drop a longer paste without a word, and the
+        # page would then ask for a prime; check() shows the core's message with the limit
         key="sample_prime",
-        help="what the model reads before it starts writing",
+        help=f"what the model reads before it starts writing (up to {LIMITS.max_prime:,} "
+        "characters)",
         persist_state="session",
     )
     length = st.number_input(

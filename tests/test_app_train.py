@@ -66,6 +66,13 @@ def test_sample_refuses_bad_primes_with_messages(app_env):
     assert "'★'" in texts(at.error)[0]
     at.text_area(key="sample_prime").input("").run()
     assert "Type a prime" in texts(at.info)[0]
+    # a paste over the limit is not dropped: the core's message gives the limit
+    from charrnn.limits import LIMITS
+
+    assert at.text_area(key="sample_prime").proto.max_chars == 0  # no browser-side cut
+    at.text_area(key="sample_prime").input("a" * (LIMITS.max_prime + 1)).run()
+    assert f"the limit is {LIMITS.max_prime:,}" in texts(at.error)[0]
+    assert not at.info
     at.text_area(key="sample_prime").input("ROMEO").run()
     at.toggle(key="sample_greedy").set_value(True).run()
     assert "greedy" in charts(at)[0]["layout"]["title"]["text"]
