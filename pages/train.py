@@ -163,13 +163,14 @@ def start(corpus, m: dict, t: dict, cells: tuple[str, ...]) -> None:
     st.session_state["sample_model"] = st.session_state["gates_model"] = f"run:{jobs[-1].id}"
 
 
-def controls(corpus, m: dict, t: dict) -> None:
-    """Parameter count, memory estimate, and the Start / Compare / Stop buttons."""
+def controls(corpus, m: dict, t: dict) -> bool:
+    """Parameter count, memory estimate, and the Start / Compare / Stop buttons. False when
+    these settings cannot start (the reason is shown instead of the buttons)."""
     try:
         mc, tc = ModelConfig(**m), TrainConfig(**t)
     except ValueError as e:
         st.error(common.plain(f"These settings cannot train: {e}"))
-        return
+        return False
     need = min_chars(tc.seq_len, tc.val_fraction)
     a, b, c = st.columns(3)
     a.metric("Parameters", f"{mc.num_params():,}")
@@ -179,14 +180,14 @@ def controls(corpus, m: dict, t: dict) -> None:
         check_fits(mc, tc)
     except ValueError as e:
         st.error(common.plain(f"Too big to train here: {e}"))
-        return
+        return False
     if len(corpus.text) < need:
         st.error(
             f"The corpus has {len(corpus.text):,} characters; with a sequence length of "
             f"{tc.seq_len} and {tc.val_fraction:.0%} held out it needs at least {need:,}. "
             "Use a longer text (Data page) or a shorter sequence length."
         )
-        return
+        return False
     active = [j for j in latest_launch(state.owner()) if j.status in ACTIVE]
     row = st.container(horizontal=True)
     go = row.button("Start", type="primary", key="train_start", disabled=bool(active))
@@ -202,13 +203,14 @@ def controls(corpus, m: dict, t: dict) -> None:
             start(corpus, m, t, cfg.CELLS if compare else (m["cell"],))
         except (ValueError, CorpusError) as e:
             st.error(common.plain(f"Could not start: {e}"))
-            return
+            return False
         st.session_state["train_fold"] = True
         st.rerun()
     if stop:
         for job in active:
             state.registry().stop(job.id, state.owner())
         st.toast("Stopping: the run ends after its current step and keeps a checkpoint.")
+    return True
 
 
 def status_line(snap: JobSnapshot, name: str) -> None:
@@ -270,12 +272,13 @@ def body() -> None:
     st.session_state.setdefault("train_settings", True)
     with st.expander("Settings", key="train_settings", on_change="rerun"):
         m, t = knobs(len(corpus.vocab))
-    controls(corpus, m, t)
+    can_start = controls(corpus, m, t)
 
     st.divider()
     jobs = latest_launch(state.owner())
     if not jobs:
-        st.info("No run yet: press Start. A few hundred steps already give text-like samples.")
+        if can_start:  # else the reason in red above says what to change first
+            st.info("No run yet: press Start. A few hundred steps already give text-like samples.")
         return
     st.segmented_control(
         "Loss in",

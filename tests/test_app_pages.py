@@ -35,6 +35,7 @@ def test_every_page_renders_with_its_main_widgets(app_env):
     assert at.button(key="train_start") is not None
     assert at.button(key="train_compare") is not None
     assert at.metric[0].label == "Parameters"
+    assert any("press Start" in t for t in texts(at.info))
 
     open_page(at, "runs")
     assert "No runs yet" in texts(at.info)[0]
@@ -97,6 +98,7 @@ def test_pasted_text_too_short_for_the_sequence_length(app_env):
     open_page(at, "train")
     assert any("needs at least" in t for t in texts(at.error))
     assert not [b for b in at.button if b.key == "train_start"]  # no Start without a corpus
+    assert not [t for t in texts(at.info) if "press Start" in t]  # and no invitation to press it
     # an empty paste is refused with the core's message
     open_page(at, "data")
     at.text_area(key="data_paste").input("")
@@ -144,6 +146,7 @@ def test_too_big_a_model_is_refused_before_start(app_env, monkeypatch):
     at.run()
     assert "Too big to train here" in texts(at.error)[0]
     assert not [b for b in at.button if b.key == "train_start"]
+    assert not [t for t in texts(at.info) if "press Start" in t]
 
 
 _BAD_ENV_SCRIPT = """
