@@ -356,15 +356,39 @@ def saturation_figure(
     return _base_layout(fig, height, "saturation")
 
 
-def _background(value: float, lo: float, hi: float) -> str:
-    """A CSS colour for a value: green intensity on (0, 1) ranges, blue (negative) to red
+def _background_rgba(value: float, lo: float, hi: float) -> tuple[tuple[int, int, int], float]:
+    """(rgb, alpha) for a value: green intensity on (0, 1) ranges, blue (negative) to red
     (positive) on ranges centred on zero."""
     if lo >= 0:
-        a = min(1.0, max(0.0, (value - lo) / (hi - lo or 1)))
-        return f"rgba(44, 160, 44, {a:.2f})"
+        return (44, 160, 44), min(1.0, max(0.0, (value - lo) / (hi - lo or 1)))
     a = min(1.0, abs(value) / (max(abs(lo), abs(hi)) or 1))
-    rgb = "214, 39, 40" if value > 0 else "31, 119, 180"
-    return f"rgba({rgb}, {a:.2f})"
+    return ((214, 39, 40) if value > 0 else (31, 119, 180)), a
+
+
+def _background(value: float, lo: float, hi: float) -> str:
+    """The CSS colour of _background_rgba."""
+    (r, g, b), a = _background_rgba(value, lo, hi)
+    return f"rgba({r}, {g}, {b}, {a:.2f})"
+
+
+def _luminance(rgb) -> float:
+    """WCAG relative luminance of an sRGB colour (0 black .. 1 white)."""
+
+    def linear(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _text_colour(value: float, lo: float, hi: float) -> str:
+    """Black or white, whichever contrasts more with the highlight as seen on the white card
+    colored_text_html draws on (the translucent colour blended with white)."""
+    rgb, a = _background_rgba(value, lo, hi)
+    seen = [255 + (c - 255) * a for c in rgb]
+    # contrast with black (L + .05) / .05 against with white 1.05 / (L + .05): equal at ~0.179
+    return "#000" if _luminance(seen) > 0.179 else "#fff"
 
 
 def colored_text_html(chars: list[str], values, lo: float, hi: float, label: str = "value") -> str:
@@ -375,15 +399,19 @@ def colored_text_html(chars: list[str], values, lo: float, hi: float, label: str
         if v is None or (isinstance(v, float) and math.isnan(v)):
             style, tip = "", ""
         else:
-            style = f' style="background:{_background(float(v), lo, hi)}"'
+            v = float(v)
+            style = f' style="background:{_background(v, lo, hi)};color:{_text_colour(v, lo, hi)}"'
             tip = f' title="{html.escape(label)}: {float(v):.3f}"'
         shown = "↵" if ch == "\n" else html.escape(ch, quote=True)
         spans.append(f"<span{style}{tip}>{shown}</span>")
         if ch == "\n":
             spans.append("<br>")
+    # a white card with dark text in light and dark themes alike, so the text colour chosen
+    # for each highlight (by its luminance on white) always holds
     return (
         '<div style="font-family: ui-monospace, SFMono-Regular, Menlo, monospace; '
-        'font-size: 15px; line-height: 1.7; white-space: pre-wrap; word-break: break-all">'
+        "font-size: 15px; line-height: 1.7; white-space: pre-wrap; word-break: break-all; "
+        'background: #fff; color: #000; padding: 0.4em 0.6em; border-radius: 0.4em">'
         + "".join(spans)
         + "</div>"
     )

@@ -17,10 +17,10 @@ from charrnn.figures import (
     saturation_figure,
     value_range,
 )
-from charrnn.limits import LIMITS
+from charrnn.limits import LIMITS, why
 from ui import common, models
 
-MAX_CHARS = min(500, LIMITS.max_trace_chars)  # the cap on this page's text
+MAX_CHARS = LIMITS.max_trace_chars  # the core's cap on one trace (CHARRNN_MAX_TRACE_CHARS)
 UNITS_PER_VIEW = 64  # heatmap rows drawn at once
 DEFAULT_TEXT = (
     "First Citizen:\n"
@@ -31,19 +31,32 @@ DEFAULT_TEXT = (
     "You are all resolved rather to die than to famish?\n"
 )
 
+# what the cell of the chosen model does at every character, shown once a model is chosen
+CELL_INTROS = {
+    "lstm": "An **LSTM** decides, at every character, what to forget from its cell (forget gate "
+    "f), what to write (input gate i times candidate g) and what to show (output gate o); the "
+    "cell state c is its memory and h what the next layer sees.",
+    "gru": "A **GRU** decides, at every character, how much of its past to use when it forms "
+    "a candidate (reset gate r gives the candidate n) and how much of its state to keep "
+    "rather than replace by that candidate (update gate z); its hidden state h is both its "
+    "memory and what the next layer sees.",
+    "rnn": "A plain **RNN** (Elman) has no gates: at every character its hidden state h is "
+    "tanh of the character's embedding plus the previous h, each through a weight matrix; h is "
+    "its only memory and what the next layer sees.",
+}
+
 common.header(
     "Gates",
-    "An LSTM decides, at every character, what to forget from its cell (forget gate f), what "
-    "to write (input gate i times candidate g) and what to show (output gate o); the cell "
-    "state c is its memory and h what the next layer sees. Below, each is drawn for every "
-    "unit and every character of your text: look for units that switch on inside quotes, "
-    "count towards the end of a line, or stay saturated.",
+    "A recurrent cell reads your text one character at a time and updates its state. Below, "
+    "every gate and state of the chosen model is drawn for every unit and every character of "
+    "your text: look for units that switch on inside quotes, count towards the end of a line, "
+    "or stay saturated.",
 )
 
 
 def controls(loaded) -> tuple[str, int]:
     text = st.text_area(
-        f"Text for the model to read (up to {MAX_CHARS} characters)",
+        f"Text for the model to read (up to {MAX_CHARS:,} characters)",
         DEFAULT_TEXT,
         height=150,
         key="gates_text",
@@ -66,8 +79,8 @@ def check(loaded, text: str) -> bool:
         return False
     if len(text) > MAX_CHARS:
         st.error(
-            f"The text is {len(text):,} characters; this page draws at most {MAX_CHARS}: "
-            "shorten it."
+            f"The text is {len(text):,} characters; one trace covers at most {MAX_CHARS:,} "
+            f"because {why('max_trace_chars')}: shorten it."
         )
         return False
     missing = loaded.vocab.unknown(text)
@@ -173,6 +186,7 @@ def body() -> None:
     loaded = models.choose("gates")
     if loaded is None:
         return
+    st.markdown(CELL_INTROS.get(loaded.cell, ""))
     text, layer = controls(loaded)
     if not check(loaded, text):
         return

@@ -44,6 +44,13 @@ def test_gates_of_every_layer_and_cell(app_env):
     assert first[0]["data"][0]["z"] != second[0]["data"][0]["z"]  # another layer's values
     sat = [c for c in second if len(c["data"]) == 6]  # i, f, o: a dot cloud and a guide each
     assert sat and sat[0]["layout"]["annotations"][0]["text"] == "input gate i"
+    intro = " ".join(m.value for m in at.markdown)
+    assert "An **LSTM**" in intro and "forget gate" in intro
+    # the coloured text sits on a white card, each highlight with its own text colour
+    for block in at.get("html"):
+        body = block.proto.body
+        assert "background: #fff; color: #000" in body
+        assert body.count('style="background:') == body.count(";color:#")
 
     save_checkpoint(app_env, "x-gru.safetensors", cell="gru", layers=1)
     save_checkpoint(app_env, "y-rnn.safetensors", cell="rnn", layers=1)
@@ -51,10 +58,26 @@ def test_gates_of_every_layer_and_cell(app_env):
     at.selectbox(key="gates_model").set_value("bundled:x-gru.safetensors").run()
     titles = [c["layout"]["title"]["text"] for c in charts(at) if c["data"][0]["type"] == "heatmap"]
     assert titles == ["reset gate r", "update gate z", "candidate n", "hidden state h"]
+    intro = " ".join(m.value for m in at.markdown)
+    assert "A **GRU**" in intro and "LSTM" not in intro and "forget gate" not in intro
     at.selectbox(key="gates_model").set_value("bundled:y-rnn.safetensors").run()
     titles = [c["layout"]["title"]["text"] for c in charts(at) if c["data"][0]["type"] == "heatmap"]
     assert titles == ["hidden state h"]
     assert any("no gates" in t for t in texts(at.info))
+    intro = " ".join(m.value for m in at.markdown)
+    assert "A plain **RNN**" in intro and "LSTM" not in intro and "GRU" not in intro
+
+
+def test_highlight_text_colour_follows_the_background_luminance():
+    from charrnn import figures
+
+    # strong red, blue and green highlights are dark: white text; faint ones: black text
+    assert figures._text_colour(1.0, -1.0, 1.0) == "#fff"
+    assert figures._text_colour(-1.0, -1.0, 1.0) == "#fff"
+    assert figures._text_colour(0.05, -1.0, 1.0) == "#000"
+    assert figures._text_colour(0.1, 0.0, 1.0) == "#000"
+    html = figures.colored_text_html(list("ab"), [1.0, 0.0], -1.0, 1.0)
+    assert "color:#fff" in html and "color:#000" in html
 
 
 def test_wide_models_draw_a_window_of_units(app_env):

@@ -81,8 +81,12 @@ def test_sample_refuses_bad_primes_with_messages(app_env):
 def test_gates_refuses_long_and_unknown_text(app_env):
     at = train_tiny(new_app(), steps=5)
     open_page(at, "gates")
-    at.text_area(key="gates_text").input("a" * 600).run()
-    assert "at most" in texts(at.error)[0]
+    from charrnn.limits import LIMITS
+
+    # the page draws as much as the core traces (CHARRNN_MAX_TRACE_CHARS, as the README says)
+    assert f"up to {LIMITS.max_trace_chars:,} characters" in at.text_area(key="gates_text").label
+    at.text_area(key="gates_text").input("a" * (LIMITS.max_trace_chars + 1)).run()
+    assert f"at most {LIMITS.max_trace_chars:,}" in texts(at.error)[0]
     at.text_area(key="gates_text").input("hello ☃").run()
     assert "'☃'" in texts(at.error)[0]
     assert not at.get("plotly_chart")
