@@ -174,6 +174,10 @@ def test_same_settings_runs_have_distinct_labels_and_delete_asks_first(app_env):
     assert len(at.dataframe[0].value) == 2
     at.button(key="runs_delete_cancel").click().run()
     assert len(at.dataframe[0].value) == 2 and not at.warning
+    # nor does a pending confirmation wait across pages
+    at.button(key="runs_delete").click().run()
+    open_page(open_page(at, "train"), "runs")
+    assert not at.warning
     # Confirm deletes it and says which one went
     at.button(key="runs_delete").click().run()
     at.button(key="runs_delete_confirm").click().run()

@@ -25,6 +25,8 @@ def plain(text) -> str:
 def header(title: str, intro: str) -> None:
     """The top of every page. Also makes sure the page runs inside app.py (see below)."""
     _require_entry()
+    if title != "Runs":  # a pending "Confirm delete" does not wait for the user's return
+        st.session_state.pop("runs_confirm", None)
     st.title(title)
     st.markdown(intro)
 
