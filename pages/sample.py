@@ -15,6 +15,10 @@ from ui import common, models
 
 COMPARE_TEMPERATURES = (0.3, 0.8, 1.5)
 COMPARE_LENGTH = 200  # characters per column of the side-by-side comparison
+MAX_SEED = 2**31 - 1
+# NOTE: Streamlit keeps a typed number outside a number_input's range in the browser (a small
+# red mark) and never sends it, so the page cannot react to it: the ranges are in the labels
+OUT_OF_RANGE = "A number outside the range is not applied: the last valid one stays in use."
 
 common.header(
     "Sample",
@@ -39,16 +43,24 @@ def controls(vocab_size: int) -> dict:
         )
         greedy = st.toggle("Greedy (temperature 0)", key="sample_greedy", persist_state="session")
         top_k = st.number_input(
-            "Top-k (0 = all characters)",
+            f"Top-k (0 = all, max {vocab_size})",
             0,
             vocab_size,
             0,
             key="sample_top_k",
-            help="keep only the k most likely characters before drawing",
+            help="keep only the k most likely characters before drawing; this model knows "
+            f"{vocab_size} characters. {OUT_OF_RANGE}",
         )
         fixed = st.toggle("Fixed seed", True, key="sample_fixed", persist_state="session")
         seed = st.number_input(
-            "Seed", 0, 2**31 - 1, 42, key="sample_seed", disabled=not fixed, persist_state="session"
+            f"Seed (0 to {MAX_SEED:,})",
+            0,
+            MAX_SEED,
+            42,
+            key="sample_seed",
+            disabled=not fixed,
+            help=f"the same seed, prime and settings write the same text. {OUT_OF_RANGE}",
+            persist_state="session",
         )
     prime = st.text_area(
         "Prime text",
@@ -62,12 +74,13 @@ def controls(vocab_size: int) -> dict:
         persist_state="session",
     )
     length = st.number_input(
-        "Characters to generate",
+        f"Characters to generate (1 to {LIMITS.max_generate:,})",
         1,
         LIMITS.max_generate,
         400,
         50,
         key="sample_length",
+        help=OUT_OF_RANGE,
         persist_state="session",
     )
     return dict(

@@ -93,6 +93,10 @@ def widget(col, knob: Knob, default):
         index = options.index(default) if default in options else 0
         return col.selectbox(knob.label, options, index=index, **common_args)
     lo, hi, step = knob.spec
+    # a typed number out of range is not applied (Streamlit marks it and keeps the last valid
+    # one), so every number's range is in its help
+    shown = (f"{lo:,}", f"{hi:,}") if isinstance(default, int) else (f"{lo:g}", f"{hi:g}")
+    common_args["help"] = (knob.help + "; " if knob.help else "") + "from {} to {}".format(*shown)
     if isinstance(default, int):
         return col.number_input(
             knob.label, int(lo), int(hi), int(default), int(step), **common_args

@@ -23,6 +23,11 @@ def test_bundled_lstm_is_the_default_and_samples(app_env):
     picker = at.selectbox(key="sample_model")
     assert picker.value == "bundled:lstm-small.safetensors"
     assert picker.options == ["bundled: lstm-small", "bundled: gru-small"]
+    # typed numbers out of range are not applied, so the ranges are in the labels
+    vocab = int(at.number_input(key="sample_top_k").proto.max)
+    assert at.number_input(key="sample_top_k").label == f"Top-k (0 = all, max {vocab})"
+    assert at.number_input(key="sample_seed").label == "Seed (0 to 2,147,483,647)"
+    assert "not applied" in at.number_input(key="sample_seed").help
     at.number_input(key="sample_length").set_value(40)
     at.button(key="sample_go").click().run()
     assert not at.exception and not at.error

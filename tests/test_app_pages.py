@@ -36,6 +36,11 @@ def test_every_page_renders_with_its_main_widgets(app_env):
     assert at.button(key="train_compare") is not None
     assert at.metric[0].label == "Parameters"
     assert any("press Start" in t for t in texts(at.info))
+    from charrnn.limits import LIMITS
+
+    hidden_help = at.number_input(key="train_hidden_size").help
+    assert hidden_help.endswith(f"from 1 to {LIMITS.max_hidden:,}")
+    assert at.number_input(key="train_lr").help.endswith("from 1e-06 to 1")
 
     open_page(at, "runs")
     assert "No runs yet" in texts(at.info)[0]
