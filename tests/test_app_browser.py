@@ -30,3 +30,19 @@ def test_first_request_is_a_deep_link(fresh_server):
         expect(page.get_by_text("Device:")).to_be_visible()
         assert f"owner={token}" in page.url
         browser.close()
+
+
+def test_a_bad_setting_is_one_message_even_on_a_first_deep_link(tmp_path, monkeypatch):
+    from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("CHARRNN_MAX_HIDDEN", "abc")
+    with streamlit_server(tmp_path) as url, sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        for path in ("/train?owner=abcdefghijklmnopqrstuv", "/", "/sample"):
+            page.goto(f"{url}{path}")
+            alert = page.get_by_test_id("stAlertContentError")
+            expect(alert).to_contain_text("CHARRNN_MAX_HIDDEN='abc'", timeout=30_000)
+            expect(alert).to_contain_text("restart the server")
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+        browser.close()
