@@ -144,6 +144,9 @@ def body() -> None:
         return
     key = (st.session_state.get("sample_model"), args["prime"])
     go = st.button("Generate", type="primary", key="sample_go")
+    # a first visit writes at once with the defaults: the page shows what sampling is before
+    # anyone has to find the button (a bundled model makes that work with no training)
+    go = go or st.session_state.get("sample_result") is None
     result = st.session_state.get("sample_result")
     if go and st.session_state.get("sample_model_gone"):
         go = False  # the click was meant for the model that is gone (see the warning above)

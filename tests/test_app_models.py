@@ -38,6 +38,15 @@ def test_bundled_lstm_is_the_default_and_samples(app_env):
     assert at.session_state["sample_result"]["text"] == result["text"]
 
 
+def test_first_visit_writes_with_the_bundled_lstm_at_once(app_env):
+    save_checkpoint(app_env, "lstm-small.safetensors", cell="lstm")
+    at = open_page(new_app(), "sample")  # no click
+    assert not at.exception and not at.error
+    text = at.session_state["sample_result"]["text"]
+    assert text.startswith("ROMEO:") and len(text) > len("ROMEO:")
+    assert any(text in c.value for c in at.code)
+
+
 def test_gates_of_every_layer_and_cell(app_env):
     save_checkpoint(app_env, "lstm-2layers.safetensors", cell="lstm", layers=2)
     at = open_page(new_app(), "gates")
