@@ -135,6 +135,12 @@ def latest_launch(owner: str) -> list[TrainingJob]:
 def start(corpus, m: dict, t: dict, cells: tuple[str, ...]) -> None:
     """Submit one job per cell (one for Start, three for Compare) with the same budget."""
     owner, launch = state.owner(), new_id()[:8]
+    kept, cap = len(state.registry().owned(owner)), state.registry().limits.max_runs_per_owner
+    if len(cells) > 1 and kept + len(cells) > cap:
+        raise ValueError(
+            f"Compare cells starts {len(cells)} runs; this session keeps {kept} of at most {cap}: "
+            f"delete {kept + len(cells) - cap} on the Runs page first"
+        )
     jobs = []
     for cell in cells:
         mc = ModelConfig(**{**m, "cell": cell})

@@ -209,3 +209,16 @@ def test_sample_warns_when_the_chosen_run_was_deleted_elsewhere(app_env):
     assert at.session_state["sample_result"] is None  # nothing generated with the stand-in
     at.button(key="sample_go").click().run()
     assert not at.warning and at.session_state["sample_result"] is not None
+
+
+def test_compare_cells_says_how_many_runs_to_delete_first(app_env):
+    import dataclasses
+
+    from ui import state
+
+    at = open_page(new_app(), "train")
+    reg = state.registry()
+    reg.limits = dataclasses.replace(reg.limits, max_runs_per_owner=2)
+    at.button(key="train_compare").click().run()
+    assert "keeps 0 of at most 2: delete 1 on the Runs page first" in texts(at.error)[0]
+    assert reg.owned(at.session_state["owner"]) == []  # all or nothing
