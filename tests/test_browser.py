@@ -100,7 +100,7 @@ def test_train_watch_stop_sample_gates(app_url, chromium_browser):
 
     # sample with the run just trained
     _nav(page, "Sample")
-    page.get_by_role("button", name="Generate").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
     sample = page.get_by_test_id("stCode").first
     sample.wait_for(timeout=30_000)
     deadline = time.monotonic() + 30
