@@ -153,15 +153,7 @@ def body() -> None:
         st.info("No runs yet in this session: start one on the Train page.")
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     else:
-        st.segmented_control(
-            "Loss in",
-            ["bpc", "nats"],
-            default="bpc",
-            format_func={"bpc": "bits per char", "nats": "nats per char"}.get,
-            key="runs_unit",
-            required=True,
-            persist_state="session",
-        )
+        common.loss_unit_picker("runs_unit")
         running = any(j.status in ACTIVE for j in jobs.values())
 
         # NOTE: polls once a second only while one of the runs is active (see Train)

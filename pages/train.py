@@ -290,15 +290,7 @@ def body() -> None:
         if can_start:  # else the reason in red above says what to change first
             st.info("No run yet: press Start. A few hundred steps already give text-like samples.")
         return
-    st.segmented_control(
-        "Loss in",
-        ["bpc", "nats"],
-        default="bpc",
-        format_func={"bpc": "bits per char", "nats": "nats per char"}.get,
-        key="train_unit",
-        required=True,
-        persist_state="session",
-    )
+    common.loss_unit_picker("train_unit")
     running = any(j.status in ACTIVE for j in jobs)
 
     # NOTE: this fragment reruns once a second only while a job is active; the job threads

@@ -66,6 +66,19 @@ def sidebar() -> None:
     st.sidebar.caption(f"torch {torch.__version__.split('+')[0]}")
 
 
+def loss_unit_picker(key: str) -> str:
+    """Bits or nats per char for the loss charts; kept for the session."""
+    return st.segmented_control(
+        "Loss in",
+        ["bpc", "nats"],
+        default="bpc",
+        format_func={"bpc": "bits per char", "nats": "nats per char"}.get,
+        key=key,
+        required=True,
+        persist_state="session",
+    )
+
+
 def duration(seconds: float | None) -> str:
     """'1:05' for 65 seconds, '1:02:03' past an hour, '-' for unknown."""
     if seconds is None or not math.isfinite(seconds):
