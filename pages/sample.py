@@ -135,6 +135,24 @@ def compare(loaded, args: dict) -> list[tuple[float, str]]:
     ]
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def shared_sample(model_id: str, settings: tuple, _loaded) -> tuple[str, list]:
+    """A seeded sample of a bundled model is the same text for every visitor: a class opening
+    Sample together computes it once, not thirty times. `model_id` names the file and its
+    modification time, so a replaced file is never served from the cache."""
+    args = dict(settings)
+    text = sampling.generate(_loaded.model, _loaded.vocab, **args)
+    return text, compare(_loaded, args)
+
+
+def bundled_id(choice: str | None) -> str | None:
+    """The cache identity of a bundled checkpoint choice, None for runs and uploads."""
+    if not choice or not choice.startswith("bundled:"):
+        return None
+    path = models.bundled_dir() / choice.removeprefix("bundled:")
+    return f"{path}:{path.stat().st_mtime_ns}" if path.is_file() else None
+
+
 def body() -> None:
     loaded = models.choose("sample")
     if loaded is None:
@@ -152,11 +170,17 @@ def body() -> None:
         go = False  # the click was meant for the model that is gone (see the warning above)
         st.info("Nothing generated: check the model now selected, then press Generate again.")
     if go:
-        text = write(loaded, args)
+        model_id = bundled_id(st.session_state.get("sample_model"))
+        if model_id and args["seed"] is not None:  # reproducible, so shared between sessions
+            text, compared = shared_sample(model_id, tuple(sorted(args.items())), loaded)
+            st.code(text, language=None, wrap_lines=True)
+        else:
+            text = write(loaded, args)
+            compared = compare(loaded, args)
         st.session_state["sample_result"] = result = {
             "key": key,
             "text": text,
-            "compare": compare(loaded, args),
+            "compare": compared,
             "temperature": args["temperature"],
         }
     elif result and result["key"] == key:

@@ -149,3 +149,20 @@ def test_a_new_run_becomes_the_default_model(app_env):
     # the bundled model is still one pick away
     at.selectbox(key="gates_model").set_value("bundled:lstm-bundled.safetensors").run()
     assert not at.exception and at.get("plotly_chart")
+
+
+def test_a_bundled_seeded_sample_is_computed_once_for_everyone(app_env, monkeypatch):
+    import streamlit as st
+
+    from charrnn import sampling
+
+    st.cache_data.clear()
+    save_checkpoint(app_env, "lstm-small.safetensors", cell="lstm")
+    calls = []
+    real = sampling.generate
+    monkeypatch.setattr(sampling, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = open_page(new_app(), "sample").session_state["sample_result"]["text"]
+    after_first = len(calls)
+    second = open_page(new_app(), "sample").session_state["sample_result"]["text"]
+    assert after_first > 0 and len(calls) == after_first  # the second session used the cache
+    assert first == second
