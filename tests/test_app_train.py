@@ -4,7 +4,14 @@ and its checkpoint samples text and draws its gates."""
 import pytest
 
 pytest.register_assert_rewrite("tests.app_fixtures")
-from tests.app_fixtures import charts, new_app, open_page, run_until, texts, train_tiny  # noqa: E402
+from tests.app_fixtures import (  # noqa: E402
+    charts,
+    new_app,
+    open_page,
+    run_until,
+    texts,
+    train_tiny,
+)
 
 pytest_plugins = ["tests.app_fixtures"]
 
