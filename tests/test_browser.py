@@ -65,7 +65,8 @@ def _nav(page, name: str) -> None:
 
 def test_train_watch_stop_sample_gates(app_url, chromium_browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    context = chromium_browser.new_context(viewport={"width": 1400, "height": 1000})
+    # tall: Streamlit scrolls inside its own container, so a screenshot shows the viewport only
+    context = chromium_browser.new_context(viewport={"width": 1400, "height": 1600})
     page = context.new_page()
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -92,6 +93,7 @@ def test_train_watch_stop_sample_gates(app_url, chromium_browser):
         counts.append(_chart_points(page))
         time.sleep(1.0)
     assert len(set(c for c in counts if c)) >= 2, f"chart never refreshed: {counts}"
+    page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
     page.screenshot(path=SHOTS / "2-train-running.png", full_page=True)
 
     page.get_by_role("button", name="Stop", exact=True).click()
