@@ -23,6 +23,7 @@ from .config import ModelConfig, TrainConfig, from_dict
 from .corpus import Vocab
 from .limits import LIMITS, why
 from .model import CharRNN
+from .training import thin_history
 
 SCHEMA = "charrnn/1"
 MAX_HISTORY_ROWS = 2000  # metrics rows kept in a file; evaluation rows are always kept
@@ -52,19 +53,6 @@ class Checkpoint:
         return vals[-1] if vals else None
 
 
-def thin_history(rows: list[dict], limit: int = MAX_HISTORY_ROWS) -> list[dict]:
-    """At most about `limit` rows: every evaluation row, plus evenly spaced others and the last."""
-    if len(rows) <= limit:
-        return list(rows)
-    stride = -(-len(rows) // limit)
-    keep = [
-        r
-        for i, r in enumerate(rows)
-        if i % stride == 0 or r.get("val_loss") is not None or i == len(rows) - 1
-    ]
-    return keep
-
-
 def to_bytes(
     model: CharRNN,
     vocab: Vocab,
@@ -80,7 +68,7 @@ def to_bytes(
         "model_config": json.dumps(model.config.to_dict()),
         "train_config": json.dumps(train_config.to_dict() if train_config else None),
         "vocab": json.dumps(vocab.chars, ensure_ascii=False),
-        "history": json.dumps(thin_history(history or [])),
+        "history": json.dumps(thin_history(history or [], MAX_HISTORY_ROWS)),
         "corpus": json.dumps(corpus or {}, ensure_ascii=False),
         "info": json.dumps(
             {

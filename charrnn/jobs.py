@@ -26,7 +26,7 @@ from .corpus import Corpus
 from .limits import LIMITS, why
 from .model import CharRNN
 from .storage import clean_label, safe_name
-from .training import Metrics, Trainer, TrainingDiverged
+from .training import Metrics, Trainer, TrainingDiverged, thin_history
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +45,6 @@ def new_owner() -> str:
     """An unguessable owner token for a browser session (keep it in the URL to survive a
     refresh: whoever holds it sees that owner's runs)."""
     return secrets.token_urlsafe(16)
-
-
-def thin(rows: list, limit: int = MAX_CHART_POINTS) -> list:
-    """Evenly spaced rows, at most about `limit`, always keeping the last one and every
-    evaluation row (they are few and they are the curve people compare)."""
-    if len(rows) <= limit:
-        return list(rows)
-    stride = -(-len(rows) // limit)
-    return [
-        r
-        for i, r in enumerate(rows)
-        if i % stride == 0 or r.val_loss is not None or i == len(rows) - 1
-    ]
 
 
 def same_owner(a: str, b: str) -> bool:
@@ -196,7 +183,7 @@ class TrainingJob:
 
     def snapshot(self, max_points: int = MAX_CHART_POINTS) -> JobSnapshot:
         with self._lock:
-            history = thin(self._history, max_points)
+            history = thin_history(self._history, max_points)
             status, message, sample = self._status, self._message, self._sample
             saved = self._saved
         tc, last = self.trainer.train_config, history[-1] if history else None

@@ -71,6 +71,20 @@ class Metrics:
         return text + f" | {self.chars_per_s:,.0f} chars/s"
 
 
+def thin_history(rows: list, limit: int) -> list:
+    """At most about `limit` evenly spaced rows, always keeping the last one and every
+    evaluation row (they are few, and they are the curve people compare). Rows are Metrics or
+    their dicts: a live chart thins the one, a checkpoint the other."""
+    if len(rows) <= limit:
+        return list(rows)
+    stride = -(-len(rows) // limit)
+
+    def evaluated(r) -> bool:
+        return (r.get("val_loss") if isinstance(r, dict) else r.val_loss) is not None
+
+    return [r for i, r in enumerate(rows) if i % stride == 0 or evaluated(r) or i == len(rows) - 1]
+
+
 def build_model(config: ModelConfig, seed: int) -> CharRNN:
     """A freshly initialised model; the same seed gives the same weights on either backend."""
     with _INIT_LOCK, torch.random.fork_rng(devices=[]):

@@ -13,7 +13,7 @@ from charrnn.corpus import CorpusError, Vocab
 from charrnn.model import CharRNN
 from charrnn.sampling import generate, next_char_distribution, probabilities, stream
 from charrnn.trace import trace
-from charrnn.training import build_model
+from charrnn.training import build_model, thin_history
 
 VOCAB = Vocab("\n !,.:?ERMOabcdefghilmnorstuw")
 
@@ -140,7 +140,7 @@ def test_history_is_thinned_but_keeps_evaluations():
     rows = [
         {"step": i, "loss": 1.0, "val_loss": 1.0 if i % 1000 == 0 else None} for i in range(10_000)
     ]
-    kept = checkpoint.thin_history(rows, 500)
+    kept = thin_history(rows, 500)
     assert len(kept) < 600 and kept[-1]["step"] == 9999
     assert sum(r["val_loss"] is not None for r in kept) == 10
 
