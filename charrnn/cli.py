@@ -69,8 +69,8 @@ def build_parser() -> Parser:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: all cores; use 1 on a busy machine, where "
-        "threads that wait for each other can slow a step down tenfold)",
+        help="the most torch CPU threads training may use (default: all cores); steps run at "
+        "1 thread or at this many, whichever the last steps measured faster",
     )
     _add_config_flags(p, ModelConfig)
     _add_config_flags(p, TrainConfig)

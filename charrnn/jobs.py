@@ -26,6 +26,7 @@ from .corpus import Corpus
 from .limits import LIMITS, why
 from .model import CharRNN
 from .storage import clean_label, safe_name
+from .threads import use_threads
 from .training import Metrics, Trainer, TrainingDiverged, thin_history
 
 log = logging.getLogger(__name__)
@@ -263,8 +264,7 @@ class TrainingJob:
     def _on_step(self, trainer: Trainer, metrics: Metrics) -> None:
         with self._lock:
             self._history.append(metrics)
-        if torch.get_num_threads() != self._threads:
-            _set_thread_share(self._threads)  # the registry changed this job's share
+        self._apply_thread_share(trainer)  # the registry may have changed this job's share
         if self._max_seconds and time.time() - self.started > self._max_seconds:
             self.stop(
                 f"it reached the {self._max_seconds:,} s limit for one run, because "
@@ -273,9 +273,17 @@ class TrainingJob:
         if self._stop.is_set():
             raise _StopRequested
 
+    def _apply_thread_share(self, trainer: Trainer) -> None:
+        """At most the registry's share of threads; on a CPU the tuner picks within it."""
+        if trainer.tuner:
+            trainer.tuner.set_limit(self._threads)
+        elif torch.get_num_threads() != self._threads:
+            use_threads(self._threads)
+
     def _run(self) -> None:
-        _set_thread_share(self._threads)
+        use_threads(self._threads)
         trainer = self.trainer
+        self._apply_thread_share(trainer)
         trainer.add_callback("on_step", self._on_step)
         trainer.add_callback("on_sample", self._publish)
         trainer.add_callback("on_eval", self._publish)
@@ -356,19 +364,6 @@ def val_summary(loss: float | None, chars: int) -> dict | None:
 
 class _StopRequested(Exception):
     pass
-
-
-def _set_thread_share(n: int) -> None:
-    """Give the calling thread n torch intra-op threads.
-
-    NOTE: measured on torch 2.13 CPU (OpenMP build): the count is per OS thread, but each thread
-    copies the process default the first time it touches torch, and set_num_threads() also
-    rewrites that default. So touch torch first (get_num_threads) and then set: the job keeps
-    its own share, and threads that start later inherit the last share set, which is never more
-    than the registry's budget.
-    """
-    torch.get_num_threads()
-    torch.set_num_threads(max(1, n))
 
 
 def _recent_speed(history: list[Metrics], window: int = 20) -> float:

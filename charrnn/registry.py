@@ -5,7 +5,7 @@ The app keeps one in `st.cache_resource`. It
 - runs at most K jobs at once (K = `max_running`) and queues the rest first in, first out; a
   queued job's `queue_position` moves on by itself as slots free up;
 - splits a budget of torch threads between the running jobs (each job thread sets its own
-  count; see `jobs._set_thread_share`);
+  count, and a tuner picks within it; see `threads.py`);
 - keeps every job behind its owner: each lookup takes the owner, and an id of someone else's
   job gets nothing (ids are 128 random bits besides);
 - caps what one owner and everyone together may hold: active runs, kept runs, the queue, the

@@ -23,6 +23,7 @@ from .corpus import Corpus, make_sampler, split_ids
 from .devices import pick_device, use_bf16
 from .model import CharRNN
 from .state import detach_state
+from .threads import ThreadTuner
 
 log = logging.getLogger(__name__)
 LN2 = math.log(2)
@@ -125,7 +126,7 @@ class Trainer:
     """Trains a CharRNN on a corpus, one `step()` at a time.
 
     Public fields a caller may read: step, history (list of Metrics), model, vocab, device,
-    bf16, model_config, train_config, last_sample.
+    bf16, model_config, train_config, last_sample, tuner (None off the CPU).
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class Trainer:
         model_config: ModelConfig | None = None,
         train_config: TrainConfig | None = None,
         model: CharRNN | None = None,
+        threads: int | None = None,
     ):
         self.corpus, self.vocab = corpus, corpus.vocab
         self.train_config = tc = train_config or TrainConfig()
@@ -141,6 +143,9 @@ class Trainer:
         check_fits(self.model_config, tc)
         self.device = pick_device(tc.device)
         self.bf16 = use_bf16(tc.precision, self.device)
+        # on a CPU each step runs at the thread count measured fastest, at most `threads`
+        cpu = self.device.type == "cpu"
+        self.tuner = ThreadTuner(threads or torch.get_num_threads()) if cpu else None
         self.train_ids, self.val_ids = split_ids(corpus.ids, tc.val_fraction, tc.seq_len)
 
         self.model = (model or build_model(self.model_config, tc.seed)).to(self.device)
@@ -184,6 +189,8 @@ class Trainer:
 
     def train_step(self) -> Metrics:
         """One optimizer update. Raises TrainingDiverged (weights untouched) on NaN/inf."""
+        if self.tuner:
+            self.tuner.threads()
         t0 = time.perf_counter()
         tc, model = self.train_config, self.model
         x, y = self.sampler()  # (B, T) each
@@ -217,6 +224,8 @@ class Trainer:
         self.step += 1
         dt = time.perf_counter() - t0
         self.elapsed += dt
+        if self.tuner:
+            self.tuner.record(dt)
         metrics = Metrics(self.step, loss.item(), lr, x.numel() / dt, self.elapsed)
         self.history.append(metrics)
         self._fire("on_step", metrics)

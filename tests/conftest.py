@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import charrnn  # noqa: F401  (before torch: it sets OpenMP's passive waiting)
+import charrnn  # noqa: F401  (before torch: it sets how OpenMP threads wait)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"

@@ -24,11 +24,18 @@ def test_our_step_at_the_notebook_config_uses_the_real_trainer():
 
 
 def test_table_prints_every_figure(capsys):
-    fig = {"chars_per_s": 1000.0, "train_gflops": 50.0, "bf16": True, "steps_per_s": 1.0}
+    fig = {
+        "chars_per_s": 1000.0,
+        "train_gflops": 50.0,
+        "bf16": True,
+        "steps_per_s": 1.0,
+        "threads": 2,
+    }
     result = {
         "device": "CPU",
         "torch": torch.__version__,
         "threads": 2,
+        "openmp": {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "10000"},
         "matmul_fp32_gflops": 100.0,
         "matmul_bf16_gflops": 200.0,
         "seed_loop": fig,
@@ -46,4 +53,6 @@ def test_table_prints_every_figure(capsys):
     bench.print_table(result)
     out = capsys.readouterr().out
     for text in ("4.50x the notebook", "1.30x fp32 matmul", "6,000 chars/s", "100 ms", "1.0%"):
+        assert text in out
+    for text in ("GOMP_SPINCOUNT=10000", "(2 thr)"):
         assert text in out

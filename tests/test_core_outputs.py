@@ -34,6 +34,19 @@ def test_seeded_sampling_repeats_and_differs_by_seed():
     assert "".join(stream(model, VOCAB, "ROMEO:", 80, 1.0, seed=5)) == a[6:]
 
 
+def test_draw_follows_the_probabilities_and_skips_impossible_characters():
+    import random
+
+    from charrnn.sampling import draw
+
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])
+    rng = random.Random(0)
+    counts = np.bincount([draw(probs, rng) for _ in range(20_000)], minlength=6) / 20_000
+    assert counts[[0, 2, 5]].sum() == 0  # zero probability: never drawn
+    np.testing.assert_allclose(counts, probs.numpy(), atol=0.015)
+    assert draw(torch.tensor([0.0, 0.0, 1.0]), random.Random(1)) == 2
+
+
 def test_greedy_and_extreme_temperatures():
     model = _model()
     greedy = generate(model, VOCAB, "a", 30, 0.0)
@@ -95,6 +108,25 @@ def test_trace_records_every_gate_and_matches_the_model(cell, names):
     assert set(sat) == {n for n in names if n in "ifozr"}
     for left, right in sat.values():
         assert ((0 <= left) & (left <= 1) & (left + right <= 1)).all()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_trace_equals_stepping_the_hand_written_cells(cell):
+    # the trace takes h from torch's kernel and evaluates the cells over all steps at once;
+    # the reference steps the cells one character at a time, as the equations read
+    from charrnn.model import make_recurrent
+
+    model = _model(cell)
+    text = "ROMEO: a rose, sir! " * 3
+    tr = trace(model, VOCAB, text)
+    scratch = make_recurrent(model.config, backend="scratch")
+    scratch.load_state_dict(model.rnn.state_dict())
+    with torch.no_grad():
+        x = model.embed(VOCAB.encode(text)[None])
+        _, _, records = scratch(x, model.init_state(1), record=True)
+    for layer, reference in zip(tr.layers, records, strict=True):
+        for name, values in layer.items():
+            np.testing.assert_allclose(values, reference[name][0].numpy(), atol=1e-5)
 
 
 def test_trace_refuses_empty_long_and_unknown_text():
