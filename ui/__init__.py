@@ -2,5 +2,5 @@
 the owner token in the URL, model choosers and the page frame. The core (`charrnn`) never
 imports this package."""
 
-# charrnn first: it sets OpenMP's passive waiting before any module here loads torch.
+# charrnn first: it sets how OpenMP threads wait before any module here loads torch.
 import charrnn  # noqa: E402, F401
