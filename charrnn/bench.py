@@ -163,17 +163,20 @@ def bench_sampling(device) -> dict:
 # --- 5. what a polling UI costs a running job ------------------------------------------------
 
 
-def ui_poll_speeds(seconds: float, phases: int = 6) -> tuple[float, float]:
+def ui_poll_speeds(seconds: float, phases: int = 8) -> tuple[float, float]:
     """Chars/s of one running TrainingJob with nobody watching and with a thread reading its
     snapshot once a second (what the Train page's fragment does). The two conditions alternate
-    in short phases of one job, so a change in the machine's load hits both alike."""
+    in short phases of one job, so a change in the machine's load hits both alike. A phase's
+    speed is timed from its first finished step to its last, not counted in whole steps, which
+    at a few steps a second would be off by a step in ten."""
     job = TrainingJob(
         _random_corpus(),
         ModelConfig(hidden_size=256),
         TrainConfig(steps=100_000, batch_size=64, seq_len=128, eval_every=0, sample_every=0),
     )
-    polling = threading.Event()
-    done = threading.Event()
+    finished: list[float] = []  # when each step ended (appending to a list is thread-safe)
+    job.trainer.add_callback("on_step", lambda *_: finished.append(time.perf_counter()))
+    polling, done = threading.Event(), threading.Event()
 
     def poller():
         while not done.wait(1.0):
@@ -182,18 +185,20 @@ def ui_poll_speeds(seconds: float, phases: int = 6) -> tuple[float, float]:
 
     threading.Thread(target=poller, daemon=True).start()
     job._start(threads=torch.get_num_threads())
-    time.sleep(1.0)  # warm-up
+    time.sleep(2.0)  # warm-up, and the thread tuner's first choice
     rates = {False: [], True: []}
     for k in range(phases):
         watched = k % 2 == 1
         polling.set() if watched else polling.clear()
-        step0, t0 = job.snapshot().step, time.perf_counter()
+        t0 = time.perf_counter()
         time.sleep(seconds / phases)
-        rates[watched].append((job.snapshot().step - step0) * 64 * 128 / (time.perf_counter() - t0))
+        inside = [t for t in finished if t >= t0]
+        if len(inside) >= 2:
+            rates[watched].append((len(inside) - 1) * 64 * 128 / (inside[-1] - inside[0]))
     done.set()
     job.stop()
     job.join()
-    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    median = lambda xs: sorted(xs)[len(xs) // 2] if xs else float("nan")  # noqa: E731
     return median(rates[False]), median(rates[True])
 
 
