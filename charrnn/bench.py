@@ -12,6 +12,7 @@ import os
 import platform
 import threading
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
@@ -295,17 +296,24 @@ def print_table(r: dict) -> None:
         print(f"{a:<{width}}  {b:>22}  {c}")
 
 
-def quality(minutes: float, log=print) -> list[dict]:
-    """Train the default configuration on tiny Shakespeare for `minutes` of wall time and
-    report the validation loss at five points along the way."""
+def quality(
+    minutes: float,
+    log=print,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+) -> list[dict]:
+    """Train on tiny Shakespeare for `minutes` of wall time and report the validation loss at
+    five points along the way. The configuration is the default unless given; the number of
+    steps is always sized to the time budget, so the cosine schedule ends on time."""
     corpus = load_corpus("tiny-shakespeare")
-    probe = Trainer(corpus, ModelConfig(), TrainConfig(eval_every=0, sample_every=0))
-    per_step = bench_step(probe, 5.0)  # sizes the cosine schedule to the time budget
+    mc = model_config or ModelConfig()
+    tc = replace(train_config or TrainConfig(), eval_every=0, sample_every=0)
+    per_step = bench_step(Trainer(corpus, mc, tc), 5.0)
     steps = max(50, int(minutes * 60 / per_step))
-    trainer = Trainer(corpus, ModelConfig(), TrainConfig(steps=steps, eval_every=0, sample_every=0))
+    trainer = Trainer(corpus, mc, replace(tc, steps=steps))
     log(
-        f"default config, about {steps} steps in {minutes:g} min "
-        f"({per_step * 1000:.0f} ms/step, bf16 {trainer.bf16})"
+        f"{'given' if model_config or train_config else 'default'} config, about {steps} steps "
+        f"in {minutes:g} min ({per_step * 1000:.0f} ms/step, bf16 {trainer.bf16})"
     )
     points, marks = [], [minutes * 60 * k / 5 for k in range(1, 6)]
     t0 = time.perf_counter()

@@ -89,6 +89,7 @@ class JobSnapshot:
     ended: float | None = None
     expires: float | None = None  # when cleanup removes this run and its checkpoint
     threads: int = 1  # torch threads this job may use
+    threads_in_use: int | None = None  # what its thread tuner chose (None off the CPU)
 
     @property
     def active(self) -> bool:
@@ -229,6 +230,7 @@ class TrainingJob:
             ended=self.ended,
             expires=self.ended + self._ttl if self.ended is not None and self._ttl else None,
             threads=self._threads,
+            threads_in_use=self.trainer.tuner.best if self.trainer.tuner else None,
         )
 
     def weights(self) -> CharRNN | None:

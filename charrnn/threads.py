@@ -49,7 +49,8 @@ class ThreadTuner:
     """Picks the fastest thread count in {1, limit} for a step that repeats.
 
     Call `threads()` before a step (it also applies the count) and `record(seconds)` after it.
-    A probe runs each candidate for `probe_steps` steps and keeps its fastest time; between
+    A probe runs each candidate for `probe_steps` steps and keeps its fastest time (the first
+    step of a run, or at a new count, pays one-time costs: 2 threads lost to 1 on it); between
     probes the chosen count's time is a running average, so a slowdown shows. A new probe
     starts every `recheck_every` steps, or when the chosen count runs `slow_factor` times slower
     than when it was chosen.
@@ -59,7 +60,7 @@ class ThreadTuner:
         self,
         limit: int,
         recheck_every: int = 100,
-        probe_steps: int = 2,
+        probe_steps: int = 3,
         slow_factor: float = 1.5,
     ):
         self.recheck_every, self.probe_steps, self.slow_factor = (

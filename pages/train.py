@@ -13,7 +13,16 @@ from charrnn.config import ModelConfig, TrainConfig, check_fits, estimate_memory
 from charrnn.corpus import CorpusError, min_chars
 from charrnn.devices import pick_device
 from charrnn.figures import CELL_COLORS, LN2, loss_figure
-from charrnn.jobs import ACTIVE, FAILED, QUEUED, STOPPED, JobSnapshot, TrainingJob, new_id
+from charrnn.jobs import (
+    ACTIVE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STOPPED,
+    JobSnapshot,
+    TrainingJob,
+    new_id,
+)
 from charrnn.limits import LIMITS
 from charrnn.training import Trainer
 from ui import common, state
@@ -235,6 +244,8 @@ def status_line(snap: JobSnapshot, name: str) -> None:
     )
     if snap.status in ACTIVE:
         text += f" · {common.duration(snap.eta_s)} left"
+        if snap.status == RUNNING and snap.threads_in_use and snap.threads > 1:  # tuner: 1 if busy
+            text += f" · {snap.threads_in_use} of {snap.threads} CPU threads"
     st.progress(min(1.0, done), text=text)
     if snap.status == FAILED:
         st.error(common.plain(f"{name} failed: {snap.message}"))

@@ -24,6 +24,13 @@ def run(tuner, seconds_at, steps):
     return used
 
 
+def test_the_first_slow_step_of_a_probe_does_not_decide():
+    tuner = ThreadTuner(2)  # three steps a count by default
+    times = iter([3.0, 0.6, 0.6, 1.0, 1.0, 1.0])  # the run's first step pays one-time costs
+    used = run(tuner, lambda n: next(times, 0.6 if n == 2 else 1.0), 10)
+    assert used[:6] == [2, 2, 2, 1, 1, 1] and used[6:] == [2] * 4
+
+
 def test_probes_both_counts_then_keeps_the_faster():
     tuner = ThreadTuner(2, recheck_every=100, probe_steps=2)
     used = run(tuner, {1: 1.0, 2: 0.6}.get, 10)
@@ -54,7 +61,7 @@ def test_a_slowdown_moves_it_to_one_thread_at_once():
 
 
 def test_a_limit_of_one_never_probes_and_a_new_limit_probes_again():
-    tuner = ThreadTuner(1)
+    tuner = ThreadTuner(1, probe_steps=2)
     assert run(tuner, lambda n: 1.0, 5) == [1] * 5 and not tuner.probing
     tuner.set_limit(2)  # the registry gave this job more threads
     assert tuner.probing and run(tuner, {1: 1.0, 2: 0.5}.get, 6)[-2:] == [2, 2]
