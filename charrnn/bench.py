@@ -107,9 +107,13 @@ def _random_corpus(chars: int = 400_000, vocab: int = 65):
     return corpus_from_text("".join(alphabet[i] for i in ids), "random")
 
 
-def trainer_for(hidden, layers, batch, seq, embed, lr=3e-3, precision="auto", device="auto"):
+def trainer_for(
+    hidden, layers, batch, seq, embed, lr=3e-3, dropout=None, threads=None, precision="auto"
+):
+    """A Trainer as the app makes one, on random text; dropout None keeps the default."""
     corpus = _random_corpus()
     mc = ModelConfig(cell="lstm", hidden_size=hidden, num_layers=layers, embed_size=embed)
+    mc = mc if dropout is None else replace(mc, dropout=dropout)
     tc = TrainConfig(
         steps=10_000,
         batch_size=batch,
@@ -118,9 +122,8 @@ def trainer_for(hidden, layers, batch, seq, embed, lr=3e-3, precision="auto", de
         eval_every=0,
         sample_every=0,
         precision=precision,
-        device=device,
     )
-    return Trainer(corpus, mc, tc)
+    return Trainer(corpus, mc, tc, threads=threads)
 
 
 def train_flops_per_step(hidden, layers, batch, seq, embed, vocab=65) -> float:
@@ -164,7 +167,7 @@ def bench_sampling(device) -> dict:
 # --- 5. what a polling UI costs a running job ------------------------------------------------
 
 
-def ui_poll_speeds(seconds: float, phases: int = 8) -> tuple[float, float]:
+def ui_poll_speeds(seconds: float, threads: int, phases: int = 8) -> tuple[float, float]:
     """Chars/s of one running TrainingJob with nobody watching and with a thread reading its
     snapshot once a second (what the Train page's fragment does). The two conditions alternate
     in short phases of one job, so a change in the machine's load hits both alike. A phase's
@@ -185,7 +188,7 @@ def ui_poll_speeds(seconds: float, phases: int = 8) -> tuple[float, float]:
                 job.snapshot()
 
     threading.Thread(target=poller, daemon=True).start()
-    job._start(threads=torch.get_num_threads())
+    job._start(threads=threads)
     time.sleep(2.0)  # warm-up, and the thread tuner's first choice
     rates = {False: [], True: []}
     for k in range(phases):
@@ -221,7 +224,11 @@ def run(seconds: float = 4.0) -> dict:
 
     # 1 vs 2: the notebook's loop against our step on the same model and batch
     seed_s = _timed(notebook_step_fn(device), seconds)
-    ours = trainer_for(hidden=100, layers=2, batch=100, seq=200, embed=100, lr=0.01)
+    # every trainer may use the threads this run started with: a tuner that settled on one
+    # thread leaves the calling thread at one, and the next trainer must not inherit that
+    threads = r["threads"]
+    # the notebook's model, so no dropout
+    ours = trainer_for(100, 2, 100, 200, 100, lr=0.01, dropout=0.0, threads=threads)
     ours_s = bench_step(ours, seconds)
     r["seed_loop"] = {"steps_per_s": 1 / seed_s, "chars_per_s": 20_000 / seed_s}
     r["charrnn_seed_config"] = {
@@ -234,7 +241,7 @@ def run(seconds: float = 4.0) -> dict:
 
     # 3: bigger LSTMs, as a fraction of the fp32 matmul rate
     for hidden in (256, 512):
-        t = trainer_for(hidden=hidden, layers=2, batch=64, seq=128, embed=64)
+        t = trainer_for(hidden=hidden, layers=2, batch=64, seq=128, embed=64, threads=threads)
         s = bench_step(t, seconds)
         gflops = train_flops_per_step(hidden, 2, 64, 128, 64) / s / 1e9
         r[f"lstm{hidden}"] = {
@@ -246,7 +253,7 @@ def run(seconds: float = 4.0) -> dict:
         r[f"lstm{hidden}_matmul_fraction"] = gflops / r["matmul_fp32_gflops"]
 
     r.update(bench_sampling(device))
-    quiet, polled = ui_poll_speeds(6 * seconds)
+    quiet, polled = ui_poll_speeds(6 * seconds, threads)
     r["ui_job_chars_per_s"] = {"unpolled": quiet, "polled_1hz": polled}
     r["ui_poll_cost"] = max(0.0, 1 - polled / quiet)
     return r
@@ -308,9 +315,10 @@ def quality(
     corpus = load_corpus("tiny-shakespeare")
     mc = model_config or ModelConfig()
     tc = replace(train_config or TrainConfig(), eval_every=0, sample_every=0)
-    per_step = bench_step(Trainer(corpus, mc, tc), 5.0)
+    threads = torch.get_num_threads()  # for both trainers (see run())
+    per_step = bench_step(Trainer(corpus, mc, tc, threads=threads), 5.0)
     steps = max(50, int(minutes * 60 / per_step))
-    trainer = Trainer(corpus, mc, replace(tc, steps=steps))
+    trainer = Trainer(corpus, mc, replace(tc, steps=steps), threads=threads)
     log(
         f"{'given' if model_config or train_config else 'default'} config, about {steps} steps "
         f"in {minutes:g} min ({per_step * 1000:.0f} ms/step, bf16 {trainer.bf16})"

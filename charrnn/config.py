@@ -43,7 +43,7 @@ class ModelConfig:
     hidden_size: int = 256  # units per layer; 256 learns most per CPU-minute on 2 cores
     num_layers: int = 2  # stacked recurrent layers; 2 is the classic char-rnn depth
     embed_size: int = 64  # width of each character's learned vector
-    dropout: float = 0.0  # between layers while training; 0.1-0.3 helps long runs
+    dropout: float = 0.1  # on each layer's output while training (to the next, to the decoder)
     backend: str = "torch"  # torch (fused, fast) | scratch (the equations in cells.py)
 
     def __post_init__(self):

@@ -41,6 +41,11 @@ class CharRNN(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_size)
         self.rnn = make_recurrent(config)
+        # dropout on what the top layer hands the decoder, as on what each layer hands the next
+        # (inside self.rnn). Ten minutes of the default 2x256 LSTM on tiny Shakespeare overfit
+        # without dropout (val 1.488 at 6 min, 1.498 at 10); dropout between the layers only
+        # reached 1.466 (0.2) and 1.474 (0.3); here as well, 1.460 (0.1) and 1.465 (0.2)
+        self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def init_state(self, batch: int) -> State:
@@ -53,7 +58,7 @@ class CharRNN(nn.Module):
             state = self.init_state(idx.shape[0])
         x = self.embed(idx)  # (B, T, E)
         out, state = self.rnn(x, state)  # (B, T, H)
-        logits = self.head(out)  # (B, T, V)
+        logits = self.head(self.drop(out))  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())

@@ -127,6 +127,10 @@ class Trainer:
 
     Public fields a caller may read: step, history (list of Metrics), model, vocab, device,
     bf16, model_config, train_config, last_sample, tuner (None off the CPU).
+
+    `threads` caps the CPU threads a step may use; the default is the calling thread's count
+    now. NOTE: a tuner that settled on one thread leaves its thread at one, so code that makes
+    several trainers in one thread should pass the cap explicitly (bench.py does).
     """
 
     def __init__(
@@ -200,6 +204,11 @@ class Trainer:
             group["lr"] = lr
         state = self.carried if self.sampler.carries_state and not self.sampler.reset else None
 
+        # dropout draws from torch's global generator (nn.LSTM takes no other), so seed it from
+        # the run's own generator: a seeded run then repeats exactly. NOTE: jobs training at
+        # the same time share that global generator, so they repeat only when run alone.
+        if model.config.dropout > 0:
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=self.gen)))
         # forward and backward; the loss itself is always computed in fp32
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             _, loss, state = model(x, y, state)

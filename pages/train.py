@@ -58,7 +58,7 @@ MODEL_KNOBS = [
     Knob("hidden_size", "Hidden units per layer", (1, L.max_hidden, 32), "capacity and cost"),
     Knob("num_layers", "Layers", (1, L.max_layers, 1), "stacked recurrent layers"),
     Knob("embed_size", "Embedding width", (1, L.max_embed, 8), "each character's vector"),
-    Knob("dropout", "Dropout between layers", (0.0, 0.9, 0.05), "0.1-0.3 helps long runs"),
+    Knob("dropout", "Dropout on layer outputs", (0.0, 0.9, 0.05), "against overfitting"),
     Knob("backend", "Cells", cfg.BACKENDS, "scratch: the equations of cells.py, slower"),
 ]
 TRAIN_KNOBS = [

@@ -77,12 +77,12 @@ def test_same_seed_same_weights_on_both_backends(cell):
 
 
 def test_model_shapes_and_backend_swap():
-    model = CharRNN(ModelConfig(vocab_size=30, hidden_size=16, embed_size=8, cell="lstm"))
+    model = CharRNN(ModelConfig(vocab_size=30, hidden_size=16, embed_size=8, cell="lstm")).eval()
     idx = torch.randint(30, (4, 9))
     logits, loss, state = model(idx, idx)
     assert logits.shape == (4, 9, 30) and loss.ndim == 0
     assert state[0].shape == state[1].shape == (2, 4, 16)
-    twin = with_backend(model, "scratch")
+    twin = with_backend(model, "scratch").eval()  # eval: the default dropout is off
     torch.testing.assert_close(twin(idx)[0], logits, atol=1e-5, rtol=0)
     assert model.num_params() == model.config.num_params()
 

@@ -119,7 +119,7 @@ def test_trace_equals_stepping_the_hand_written_cells(cell):
     model = _model(cell)
     text = "ROMEO: a rose, sir! " * 3
     tr = trace(model, VOCAB, text)
-    scratch = make_recurrent(model.config, backend="scratch")
+    scratch = make_recurrent(model.config, backend="scratch").eval()
     scratch.load_state_dict(model.rnn.state_dict())
     with torch.no_grad():
         x = model.embed(VOCAB.encode(text)[None])

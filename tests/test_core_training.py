@@ -44,9 +44,10 @@ def test_seeded_runs_repeat_exactly(tiny_text, sampler):
     def losses():
         t = Trainer(
             corpus_from_text(tiny_text),
-            ModelConfig(**TINY_MODEL),
+            ModelConfig(dropout=0.3, **TINY_MODEL),
             TrainConfig(steps=6, sampler=sampler, **TINY_TRAIN),
         )
+        torch.rand(7)  # whatever else used torch's global generator does not matter
         t.run()
         return [m.loss for m in t.history] + [t.final_val_loss()]
 
@@ -58,7 +59,8 @@ def test_seeded_20_steps_same_loss_on_either_backend(tiny_text, cell):
     def final(backend):
         t = Trainer(
             corpus_from_text(tiny_text),
-            ModelConfig(cell=cell, backend=backend, **TINY_MODEL),
+            # no dropout: the two backends draw their masks differently
+            ModelConfig(cell=cell, backend=backend, dropout=0.0, **TINY_MODEL),
             TrainConfig(steps=20, precision="fp32", **TINY_TRAIN),
         )
         t.run()
