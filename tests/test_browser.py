@@ -93,7 +93,7 @@ def test_train_watch_stop_sample_gates(app_url, chromium_browser):
         counts.append(_chart_points(page))
         time.sleep(1.0)
     assert len(set(c for c in counts if c)) >= 2, f"chart never refreshed: {counts}"
-    page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
+    _scroll_to_chart(page)
     page.screenshot(path=SHOTS / "2-train-running.png", full_page=True)
 
     page.get_by_role("button", name="Stop", exact=True).click()
@@ -123,3 +123,21 @@ def test_train_watch_stop_sample_gates(app_url, chromium_browser):
 
     context.close()
     assert not errors, errors
+
+
+def _scroll_to_chart(page) -> None:
+    """Bring the live chart into view. The fragment redraws it every second, and Playwright
+    gives up, rather than waits, when the element it holds is replaced mid-scroll; so try
+    again with a fresh lookup."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(5):
+        try:
+            page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed(
+                timeout=5_000
+            )
+            return
+        except PlaywrightError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
