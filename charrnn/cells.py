@@ -62,6 +62,12 @@ def gru_cell(xw, h, w_hh, b_hh):
 
 
 CELL_FUNCTIONS = {"rnn": rnn_cell, "gru": gru_cell, "lstm": lstm_cell}
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def layer_weights(rnn: nn.Module, k: int) -> tuple[torch.Tensor, ...]:
+    """Layer k's (w_ih, w_hh, b_ih, b_hh) from torch's recurrent module or ScratchRecurrent."""
+    return tuple(getattr(rnn, f"{name}_l{k}") for name in WEIGHT_NAMES)
 
 
 class ScratchRecurrent(nn.Module):
@@ -102,14 +108,6 @@ class ScratchRecurrent(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
-    def layer_weights(self, k: int):
-        return (
-            getattr(self, f"weight_ih_l{k}"),
-            getattr(self, f"weight_hh_l{k}"),
-            getattr(self, f"bias_ih_l{k}"),
-            getattr(self, f"bias_hh_l{k}"),
-        )
-
     def forward(self, x, state, record: bool = False):
         """x (B, T, E), state as torch's ((L, B, H) or a pair of them).
 
@@ -120,7 +118,7 @@ class ScratchRecurrent(nn.Module):
         is_lstm = self.cell == "lstm"
         final_h, final_c, records = [], [], []
         for k in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self.layer_weights(k)
+            w_ih, w_hh, b_ih, b_hh = layer_weights(self, k)
             s = (state[0][k], state[1][k]) if is_lstm else state[k]
             xw = x @ w_ih.T + b_ih  # (B, T, G*H): the input half of every gate, all steps at once
             outs, trail = [], []

@@ -278,12 +278,11 @@ class TrainingJob:
     def _apply_thread_share(self, trainer: Trainer) -> None:
         """At most the registry's share of threads; on a CPU the tuner picks within it."""
         if trainer.tuner:
-            trainer.tuner.set_limit(self._threads)
+            trainer.tuner.set_limit(self._threads)  # applied by the tuner before each step
         elif torch.get_num_threads() != self._threads:
             use_threads(self._threads)
 
     def _run(self) -> None:
-        use_threads(self._threads)
         trainer = self.trainer
         self._apply_thread_share(trainer)
         trainer.add_callback("on_step", self._on_step)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from .cells import GATES
+from .cells import GATES, layer_weights
 from .corpus import CorpusError, Vocab
 from .limits import LIMITS, check_range, why
 from .model import CharRNN
@@ -82,10 +82,7 @@ class Stepper:
         rows = _gate_rows(cfg.cell, self.H)
         self.layers = []  # per layer: the weights as this class uses them
         for k in range(cfg.num_layers):
-            w_ih, w_hh, b_ih, b_hh = (
-                getattr(rnn, f"{name}_l{k}")[rows]
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            )
+            w_ih, w_hh, b_ih, b_hh = (w[rows] for w in layer_weights(rnn, k))
             if self.cell != "gru":  # the two biases simply add up
                 b_ih, b_hh = b_ih + b_hh, None
             if k == 0:

@@ -70,6 +70,7 @@ class ThreadTuner:
         )
         self.seconds: dict[int, float] = {}  # thread count -> seconds per step, lately
         self.chosen_at = 0.0  # the chosen count's time when it was chosen
+        self.limit = None
         self.set_limit(limit)
 
     # --- what the trainer calls -----------------------------------------------------------
@@ -104,7 +105,7 @@ class ThreadTuner:
     def set_limit(self, limit: int) -> None:
         """A new upper bound (the registry changed this job's share); re-probe if it matters."""
         limit = max(1, int(limit))
-        if getattr(self, "limit", None) == limit:
+        if self.limit == limit:
             return
         self.limit = limit
         self.candidates = sorted({1, limit})

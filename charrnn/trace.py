@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cells import CELL_FUNCTIONS, TRACE_NAMES
+from .cells import CELL_FUNCTIONS, TRACE_NAMES, WEIGHT_NAMES, layer_weights
 from .corpus import CorpusError, Vocab
 from .limits import LIMITS, why
 from .model import TORCH_MODULES, CharRNN
@@ -87,7 +87,7 @@ def trace(model: CharRNN, vocab: Vocab, text: str) -> Trace:
 def _trace_layer(model: CharRNN, k: int, x: torch.Tensor, start: tuple) -> dict:
     """Every intermediate of layer k over the inputs x (T, E or H), from the state `start`
     ((h0,) or (h0, c0), each (1, H)): name -> (T, H)."""
-    cell, w_ih, w_hh, b_ih, b_hh = model.config.cell, *_layer_weights(model.rnn, k)
+    cell, w_ih, w_hh, b_ih, b_hh = model.config.cell, *layer_weights(model.rnn, k)
     hs = _hidden_states(cell, (w_ih, w_hh, b_ih, b_hh), x, start)  # (T, H)
     h_prev = torch.cat([start[0], hs[:-1]])  # row t: the state step t starts from
     xw = x @ w_ih.T + b_ih  # (T, G*H), as ScratchRecurrent computes it
@@ -98,13 +98,6 @@ def _trace_layer(model: CharRNN, k: int, x: torch.Tensor, start: tuple) -> dict:
     gates = step(xw, (h_prev, torch.zeros_like(h_prev)), w_hh, b_hh)[1]
     c = _running_cell_state(gates["f"], gates["i"] * gates["g"], start[1])
     return step(xw, (h_prev, torch.cat([start[1], c[:-1]])), w_hh, b_hh)[1]
-
-
-WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-
-def _layer_weights(rnn, k: int) -> list[torch.Tensor]:
-    return [getattr(rnn, f"{n}_l{k}") for n in WEIGHT_NAMES]
 
 
 def _hidden_states(cell: str, weights, x: torch.Tensor, start: tuple) -> torch.Tensor:
